@@ -1,0 +1,3 @@
+from emsearch.cli import main
+
+main()

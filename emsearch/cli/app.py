@@ -1,0 +1,33 @@
+"""The typer application and its entry point: every user error becomes one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="emsearch: train EMS sentence encoders, build multilingual indexes, mine bitext and search.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit non-zero."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+    except (ValueError, OSError) as e:  # typed user-facing errors subclass these
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,44 @@
+"""`emsearch train`: train an EMS encoder from a recipe file and/or flags."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from emsearch.cli.app import app, console
+from emsearch.config import PRESETS, TrainConfig, load_json
+
+
+@app.command("train")
+def train_command(
+    recipe: Optional[Path] = typer.Argument(None, help="Recipe JSON (see training/); flags below override it."),
+    data: Optional[list[Path]] = typer.Option(None, "--data", help="Parallel data: parquet or TSV with lang, text, eng. Repeatable."),
+    out: Optional[Path] = typer.Option(None, help="Run directory (checkpoints, log.jsonl, model/)."),
+    preset: Optional[str] = typer.Option(None, help=f"Model shape: {', '.join(PRESETS)}."),
+    steps: Optional[int] = typer.Option(None, help="Optimiser steps."),
+    batch_tokens: Optional[int] = typer.Option(None, help="Tokens per side per batch."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+    seed: Optional[int] = typer.Option(None, help="Seed for data order, initialisation and dropout."),
+    eval_file: Optional[Path] = typer.Option(None, help="Multi-way parquet (id, lang, text) for periodic retrieval accuracy."),
+    xtr_weight: Optional[float] = typer.Option(None, help="Weight of the XTR loss (0 disables it)."),
+    contrastive_weight: Optional[float] = typer.Option(None, help="Weight of the contrastive loss (0 disables it)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train an EMS encoder (XTR + contrastive) on parallel pairs; writes a model bundle to OUT/model."""
+    from emsearch.train import train
+
+    cfg = load_json(TrainConfig, recipe) if recipe else TrainConfig()
+    overrides = {"data": tuple(map(str, data)) if data else None, "out": str(out) if out else None,
+                 "preset": preset, "steps": steps, "batch_tokens": batch_tokens, "lr": lr, "seed": seed,
+                 "eval_file": str(eval_file) if eval_file else None, "xtr_weight": xtr_weight,
+                 "contrastive_weight": contrastive_weight}
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if preset is not None:
+        cfg = replace(cfg, model=None)
+    if not cfg.data and not resume:
+        raise ValueError("no training data: give --data FILE or a recipe with \"data\"")
+    bundle = train(cfg, resume=resume, console=console)
+    console.print(f"model written to {bundle}")

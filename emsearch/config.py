@@ -1,0 +1,125 @@
+"""Typed configuration: the model's shape and the training run, as frozen dataclasses saved as JSON.
+
+Presets are named model shapes. `paper` is the EMS paper's encoder; the CPU presets were sized by measuring
+training throughput on a 2-core CPU (see README, "Benchmarks"): `cpu-small` is the shipped default model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the EMS encoder and of its training-only heads."""
+
+    vocab_size: int = 32000
+    dim: int = 256  # width d of the transformer and of the sentence vector
+    layers: int = 4
+    heads: int = 4
+    ffn: int = 1024
+    max_len: int = 64  # tokens per sentence, EOS included; longer input is truncated
+    dropout: float = 0.1
+    lang_dim: int = 128  # XTR target-language embedding
+    proj_dim: int = 128  # contrastive projection
+    n_langs: int = 1  # size of the XTR language table (set from the training data)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # EMS paper: 6 layers, d=1024, 16 heads, FFN 4096, 60k vocabulary, 120 tokens.
+    "paper": ModelConfig(vocab_size=60000, dim=1024, layers=6, heads=16, ffn=4096, max_len=120),
+    # GPU-sized, trainable in minutes on one H100.
+    "gpu-base": ModelConfig(vocab_size=32000, dim=512, layers=6, heads=8, ffn=2048, max_len=96),
+    # The shipped default: trains in under 2 hours on 2 CPU cores, ~12M encoder parameters. No dropout: the
+    # run sees each pair well under once, so there is nothing to regularise against.
+    "cpu-small": ModelConfig(vocab_size=32000, dim=256, layers=4, heads=4, ffn=1024, max_len=64, dropout=0.0),
+    # For tests and smoke runs.
+    "tiny": ModelConfig(vocab_size=2000, dim=64, layers=2, heads=2, ffn=128, max_len=32, dropout=0.0,
+                        lang_dim=16, proj_dim=32),
+}
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """SentencePiece training: temperature-sampled multilingual text, byte fallback, NFKC."""
+
+    vocab_size: int = 32000
+    model_type: str = "unigram"
+    lowercase: bool = True  # EMS lowercases; applied inside the SentencePiece normaliser
+    alpha: float = 0.3  # language sampling temperature, p ∝ n^alpha
+    sample_sentences: int = 400_000
+    character_coverage: float = 0.9995
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Everything that decides the result is here, so a run is reproduced from its JSON."""
+
+    data: tuple[str, ...] = ()  # parquet (lang, text, eng) or TSV (lang<TAB>text<TAB>eng) files
+    out: str = "runs/ems"
+    preset: str = "cpu-small"
+    model: ModelConfig | None = None  # overrides `preset` when given
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    tokenizer_path: str | None = None  # reuse a trained SentencePiece model instead of training one
+    steps: int = 20000
+    batch_tokens: int = 4096  # tokens per side per batch (padding included)
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.1
+    warmup: int = 500
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    temperature: float = 0.1  # contrastive softmax temperature
+    xtr_weight: float = 1.0
+    contrastive_weight: float = 2.0
+    alpha: float = 0.3  # language sampling temperature for training batches
+    max_length_ratio: float = 3.0  # drop pairs whose token lengths differ more than this (after +8 smoothing)
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    eval_every: int = 1000
+    eval_file: str | None = None  # multi-way parquet (id, lang, text) for retrieval accuracy
+    eval_langs: tuple[str, ...] = ()  # languages of eval_file to score; empty = those seen in training
+    eval_max_langs: int = 24
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(dataclasses.asdict(obj), indent=2, ensure_ascii=False)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a (nested) config dataclass from a dict, rejecting unknown keys with a clear message."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        ftype = str(names[key].type)
+        if key == "model" and isinstance(value, dict):
+            value = from_dict(ModelConfig, value)
+        elif key == "tokenizer" and isinstance(value, dict):
+            value = from_dict(TokenizerConfig, value)
+        elif ftype.startswith("tuple") and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_json(cls: type[T], path: str | Path) -> T:
+    return from_dict(cls, json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def resolve_model_config(train: TrainConfig) -> ModelConfig:
+    if train.model is not None:
+        return train.model
+    if train.preset not in PRESETS:
+        raise ValueError(f"unknown preset {train.preset!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[train.preset]

@@ -1,0 +1,204 @@
+"""Parallel training data: read and validate X↔English pairs, tokenize once, and draw language-balanced,
+length-bucketed, token-budget batches in a reproducible order.
+
+Reproducible order: the batch stream is cut into chunks; chunk k is drawn from an RNG seeded by (seed, k),
+so a resumed run regenerates exactly the chunk it stopped in and skips the batches it already did.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from emsearch.languages import UnknownLanguageError, normalize_lang
+from emsearch.tokenizer import Tokenizer
+
+REQUIRED_COLUMNS = ("lang", "text", "eng")
+_INVALID = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class DataError(ValueError):
+    """Training data that cannot be used as given (missing columns, empty, unknown language...)."""
+
+
+@dataclass
+class Pairs:
+    """Validated pairs in memory: lang is the ISO 639-3 code of `text`; `eng` is its English side."""
+
+    lang: list[str]
+    text: list[str]
+    eng: list[str]
+    skipped: Counter
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+
+def _read_table(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    if path.suffix == ".parquet":
+        try:
+            schema = pq.read_schema(path)
+        except pa.ArrowException as e:
+            raise DataError(f"{path}: not a readable parquet file ({e})") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; training pairs need lang, text, eng")
+        return pq.read_table(path, columns=list(REQUIRED_COLUMNS))
+    # TSV: lang<TAB>text<TAB>eng, optional header line. Undecodable lines are kept (as U+FFFD) to be counted.
+    rows: list[list[str]] = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            fields = raw.decode("utf-8", errors="replace").rstrip("\r\n").split("\t")
+            if lineno == 1 and fields == list(REQUIRED_COLUMNS):
+                continue
+            if len(fields) != 3:
+                raise DataError(f"{path}:{lineno}: expected 3 tab-separated fields (lang, text, eng), got {len(fields)}")
+            rows.append(fields)
+    cols = list(zip(*rows)) if rows else [(), (), ()]
+    return pa.table({name: list(col) for name, col in zip(REQUIRED_COLUMNS, cols)})
+
+
+def skip_reason(text: str | None, eng: str | None) -> str | None:
+    """Why a pair cannot be trained on, or None if it can."""
+    if not text or not eng or not text.strip() or not eng.strip():
+        return "empty side"
+    if _INVALID.search(text) or _INVALID.search(eng):
+        return "invalid text"
+    return None
+
+
+def read_pairs(paths: Sequence[str | Path]) -> Pairs:
+    """Read parquet/TSV files of (lang, text, eng); bad rows are skipped and counted, bad files raise DataError."""
+    if not paths:
+        raise DataError("no training data given: pass parquet or TSV files with columns lang, text, eng")
+    out = Pairs([], [], [], Counter())
+    for path in map(Path, paths):
+        table = _read_table(path)
+        kept = 0
+        for lang, text, eng in zip(*(table.column(c).to_pylist() for c in REQUIRED_COLUMNS)):
+            reason = skip_reason(text, eng)
+            if reason:
+                out.skipped[reason] += 1
+                continue
+            try:
+                code = normalize_lang(lang or "")
+            except UnknownLanguageError as e:
+                raise DataError(f"{path}: {e}") from None
+            out.lang.append(code)
+            out.text.append(text.strip())
+            out.eng.append(eng.strip())
+            kept += 1
+        if kept == 0:
+            raise DataError(f"{path}: no usable pairs ({table.num_rows} rows, all empty or invalid)")
+    return out
+
+
+class Ragged:
+    """Variable-length int32 sequences in one flat array with offsets: compact for millions of sentences."""
+
+    def __init__(self, seqs: Sequence[Sequence[int]]):
+        self.lengths = np.fromiter((len(s) for s in seqs), dtype=np.int32, count=len(seqs))
+        self.offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=self.offsets[1:])
+        self.flat = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(self.offsets[-1]))
+
+    def batch(self, rows: np.ndarray) -> np.ndarray:
+        """Rows → padded (len(rows), max length) int64 array, 0 = pad."""
+        width = int(self.lengths[rows].max())
+        out = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            a, b = self.offsets[r], self.offsets[r + 1]
+            out[i, : b - a] = self.flat[a:b]
+        return out
+
+
+def _hash(texts: Sequence[str]) -> np.ndarray:
+    return np.fromiter((zlib.crc32(t.lower().encode("utf-8")) for t in texts), dtype=np.int64, count=len(texts))
+
+
+@dataclass
+class Batch:
+    src: np.ndarray  # (B, T) token ids of the non-English side
+    tgt: np.ndarray  # (B, T') token ids of the English side
+    src_lang: np.ndarray  # (B,) index into the language table
+    duplicates: np.ndarray  # (B, B) bool: rows sharing a side (not negatives of each other)
+
+
+class PairDataset:
+    """Tokenized pairs plus the reproducible, language-balanced, token-budget batch stream."""
+
+    CHUNK_PAIRS = 50_000
+
+    def __init__(self, pairs: Pairs, tokenizer: Tokenizer, languages: Sequence[str], max_length_ratio: float):
+        self.languages = list(languages)
+        index = {lang: i for i, lang in enumerate(self.languages)}
+        src = tokenizer.encode(pairs.text)
+        tgt = tokenizer.encode(pairs.eng)
+        ls, lt = np.array([len(s) for s in src]), np.array([len(t) for t in tgt])
+        ratio_ok = np.maximum(ls + 8, lt + 8) <= max_length_ratio * np.minimum(ls + 8, lt + 8)
+        self.skipped = Counter(pairs.skipped)
+        self.skipped["length ratio"] += int((~ratio_ok).sum())
+        keep = np.flatnonzero(ratio_ok)
+        self.src = Ragged([src[i] for i in keep])
+        self.tgt = Ragged([tgt[i] for i in keep])
+        self.lang = np.array([index[pairs.lang[i]] for i in keep], dtype=np.int64)
+        self.src_hash = _hash([pairs.text[i] for i in keep])
+        self.tgt_hash = _hash([pairs.eng[i] for i in keep])
+        self.width = np.maximum(self.src.lengths, self.tgt.lengths)
+        self.rows_by_lang = [np.flatnonzero(self.lang == i) for i in range(len(self.languages))]
+        self.counts = Counter({self.languages[i]: len(r) for i, r in enumerate(self.rows_by_lang) if len(r)})
+
+    def __len__(self) -> int:
+        return len(self.lang)
+
+    def language_probs(self, alpha: float) -> np.ndarray:
+        n = np.array([len(r) for r in self.rows_by_lang], dtype=np.float64)
+        p = n**alpha
+        return p / p.sum()
+
+    def chunk(self, k: int, *, seed: int, alpha: float, batch_tokens: int) -> list[np.ndarray]:
+        """Batches (arrays of row indices) of chunk k: sample rows by language, sort by length, cut by tokens."""
+        rng = np.random.default_rng([seed, k])
+        per_lang = rng.multinomial(self.CHUNK_PAIRS, self.language_probs(alpha))
+        rows = np.concatenate(
+            [rng.choice(r, size=m) for r, m in zip(self.rows_by_lang, per_lang) if m and len(r)]
+        )
+        rows = rows[np.lexsort((rng.random(len(rows)), -self.width[rows]))]  # longest first, random ties
+        batches, start = [], 0
+        while start < len(rows):
+            size = max(1, batch_tokens // int(self.width[rows[start]]))
+            batches.append(rows[start : start + size])
+            start += size
+        rng.shuffle(batches)  # type: ignore[arg-type]
+        return batches
+
+    def stream(self, *, seed: int, alpha: float, batch_tokens: int, start: tuple[int, int] = (0, 0),
+               rank: int = 0, world: int = 1) -> Iterator[tuple[tuple[int, int], Batch]]:
+        """Endless (position, batch) stream from `start`; position (chunk, i) is where to resume after it."""
+        k, i = start
+        while True:
+            batches = self.chunk(k, seed=seed, alpha=alpha, batch_tokens=batch_tokens)
+            usable = len(batches) - len(batches) % world  # every rank gets the same number per chunk
+            for j in range(i, usable, world):
+                rows = batches[j + rank]
+                next_pos = (k, j + world) if j + world < usable else (k + 1, 0)
+                yield next_pos, self.make_batch(rows)
+            k, i = k + 1, 0
+
+    def make_batch(self, rows: np.ndarray) -> Batch:
+        dup = (self.tgt_hash[rows, None] == self.tgt_hash[None, rows]) | (
+            self.src_hash[rows, None] == self.src_hash[None, rows]
+        )
+        return Batch(self.src.batch(rows), self.tgt.batch(rows), self.lang[rows], dup)

@@ -1,0 +1,175 @@
+"""`Encoder.load(path).encode(texts)`: the one way to turn sentences into vectors.
+
+A model bundle is a directory:
+    config.json        model shape, model id (hash of the weights), default mining threshold, languages
+    model.safetensors  encoder weights only (the training checkpoint with heads and optimiser is separate)
+    tokenizer.model    SentencePiece
+    README.md          model card
+Loading never unpickles. The package ships its default bundle in `emsearch/models/default/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from emsearch.config import ModelConfig, from_dict
+from emsearch.model import EMSEncoder
+from emsearch.tokenizer import Tokenizer
+
+BUNDLE_FORMAT = "emsearch-ems-1"
+DEFAULT_MODEL_DIR = Path(str(resources.files("emsearch").joinpath("models/default")))
+
+
+class ModelLoadError(ValueError):
+    """A model directory that is missing, incomplete or corrupt."""
+
+
+def weights_id(path: Path) -> str:
+    """Model identity: the first 16 hex digits of the SHA-256 of the weights file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def length_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[np.ndarray]:
+    """Indices grouped longest-first into batches of at most `batch_tokens` padded tokens (at least one row)."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    start = 0
+    while start < len(order):
+        width = lengths[order[start]]
+        rows = max(1, batch_tokens // max(width, 1))
+        yield order[start : start + rows]
+        start += rows
+
+
+def pad(seqs: Sequence[Sequence[int]]) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    out = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out
+
+
+class Encoder:
+    """A trained EMS encoder with its tokenizer. `encode` returns float32, L2-normalised rows, in input order."""
+
+    def __init__(self, model: EMSEncoder, tokenizer: Tokenizer, info: dict[str, Any], device: str | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.info = info
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.cfg
+
+    @property
+    def dim(self) -> int:
+        return self.model.cfg.dim
+
+    @property
+    def model_id(self) -> str:
+        return self.info["model_id"]
+
+    @property
+    def mining_threshold(self) -> float | None:
+        return self.info.get("mining_threshold")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str | None = None) -> Encoder:
+        """Load a bundle directory; `None` loads the default model that ships with the package."""
+        root = Path(path) if path is not None else DEFAULT_MODEL_DIR
+        files = {name: root / name for name in ("config.json", "model.safetensors", "tokenizer.model")}
+        missing = [name for name, f in files.items() if not f.is_file()]
+        if not root.is_dir() or missing:
+            raise ModelLoadError(f"{root} is not an emsearch model: missing {', '.join(missing) or 'directory'}")
+        try:
+            info = json.loads(files["config.json"].read_text(encoding="utf-8"))
+            cfg = from_dict(ModelConfig, info["model"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"{files['config.json']} is unreadable: {e}") from None
+        if info.get("format") != BUNDLE_FORMAT:
+            raise ModelLoadError(f"{root}: unknown model format {info.get('format')!r}, expected {BUNDLE_FORMAT}")
+        actual = weights_id(files["model.safetensors"])
+        if info.get("model_id") != actual:
+            raise ModelLoadError(f"{files['model.safetensors']} does not match config.json (corrupt or replaced)")
+        model = EMSEncoder(cfg)
+        state = {k: v.float() for k, v in load_file(str(files["model.safetensors"])).items()}
+        model.load_state_dict(state)
+        return cls(model, Tokenizer(files["tokenizer.model"], cfg.max_len), info, device)
+
+    def save(self, path: str | Path, *, half: bool = True, card: str | None = None, **extra: Any) -> Path:
+        """Write the bundle atomically (a temp directory renamed into place); `extra` goes into config.json."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        dtype = torch.float16 if half else torch.float32
+        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        shutil.copyfile(self.tokenizer.path, tmp / "tokenizer.model")
+        info = {k: v for k, v in self.info.items() if k not in ("model", "model_id", "format")}
+        info.update(extra)
+        info.update(format=BUNDLE_FORMAT, model=asdict(self.config), model_id=weights_id(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+        elif (path / "README.md").is_file():
+            shutil.copyfile(path / "README.md", tmp / "README.md")
+        old = path.with_name(path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+        self.info = info
+        return path
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_tokens: int = 16384, progress: bool = False) -> np.ndarray:
+        """Sentence vectors (len(texts), dim), float32, unit length; row i is texts[i]."""
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of sentences; wrap a single sentence in a list")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not len(texts):
+            return out
+        ids = self.tokenizer.encode(texts)
+        lengths = [len(s) for s in ids]
+        batches = list(length_batches(lengths, batch_tokens))
+        bar = _progress(len(texts)) if progress else None
+        use_amp = self.device.type == "cuda"
+        for rows in batches:
+            x = pad([ids[i] for i in rows]).to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
+                u = self.model(x)
+            u = torch.nn.functional.normalize(u.float(), dim=-1)
+            out[rows] = u.cpu().numpy()
+            if bar is not None:
+                bar.advance(bar.task_ids[0], len(rows))
+        if bar is not None:
+            bar.stop()
+        return out
+
+
+def _progress(total: int):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("encoding"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeRemainingColumn(), transient=True)
+    bar.add_task("encode", total=total)
+    bar.start()
+    return bar

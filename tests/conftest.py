@@ -1,0 +1,57 @@
+"""Shared fixtures: a synthetic parallel corpus and a tiny EMS model trained on it once per session.
+
+The synthetic corpus has two made-up languages that map words one-to-one, with the word order of the second
+reversed: a model only retrieves the right translation if training taught it the word correspondences.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from emsearch.config import PRESETS, TokenizerConfig, TrainConfig
+
+WORDS = 120
+
+
+def synthetic_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """n sentence pairs: 'English' side of pseudo-words, 'German' side = word-mapped, order reversed."""
+    rng = np.random.default_rng(seed)
+    src_words = [f"ka{i:03d}" for i in range(WORDS)]
+    tgt_words = [f"{chr(97 + i % 26)}{chr(97 + (i // 26) % 26)}lo" for i in range(WORDS)]
+    eng, other = [], []
+    for _ in range(n):
+        idx = rng.choice(WORDS, size=rng.integers(3, 8), replace=False)
+        eng.append(" ".join(src_words[i] for i in idx))
+        other.append(" ".join(tgt_words[i] for i in idx[::-1]))
+    return eng, other
+
+
+def write_pairs(path: Path, n: int, seed: int = 0, lang: str = "deu") -> Path:
+    eng, other = synthetic_pairs(n, seed)
+    pq.write_table(pa.table({"lang": [lang] * n, "text": other, "eng": eng}), path)
+    return path
+
+
+def tiny_config(tmp: Path, data: Path, steps: int = 150, **overrides) -> TrainConfig:
+    cfg = TrainConfig(
+        data=(str(data),), out=str(tmp / "run"), model=PRESETS["tiny"],
+        tokenizer=TokenizerConfig(vocab_size=400, sample_sentences=4000, model_type="bpe"),
+        steps=steps, batch_tokens=1024, lr=2e-3, warmup=20, checkpoint_every=50, log_every=10,
+        threads=1,
+    )
+    return TrainConfig(**{**cfg.__dict__, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """Path of a tiny EMS bundle trained for a few seconds on the synthetic corpus."""
+    from emsearch.train import train
+
+    tmp = tmp_path_factory.mktemp("tiny_model")
+    data = write_pairs(tmp / "pairs.parquet", 3000)
+    return train(tiny_config(tmp, data), progress=False)
