@@ -23,7 +23,10 @@ def temperature_quotas(counts: Mapping[str, int], total: int, alpha: float) -> d
     """How many items to draw from each language: p ∝ n^alpha, never more than a language has."""
     langs = sorted(counts)
     n = np.array([counts[lang] for lang in langs], dtype=np.float64)
-    p = n**alpha / (n**alpha).sum()
+    w = np.where(n > 0, n**alpha, 0.0)  # an empty language gets nothing, even at alpha = 0
+    if not w.sum():
+        return dict.fromkeys(langs, 0)
+    p = w / w.sum()
     quota = np.minimum(np.round(p * total), n).astype(int)
     return dict(zip(langs, quota.tolist()))
 

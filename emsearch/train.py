@@ -148,6 +148,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
         cfg = load_json(TrainConfig, out / "train_config.json")
     elif (out / "checkpoint").exists():
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if min(cfg.xtr_weight, cfg.contrastive_weight) < 0 or not (cfg.xtr_weight or cfg.contrastive_weight):
+        raise ValueError("xtr_weight and contrastive_weight must be >= 0 and not both 0 (nothing would train)")
+    model_cfg = resolve_model_config(cfg)  # an unknown preset fails before minutes of reading data
     rank, world, device = _distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -158,7 +161,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
     pairs = read_pairs(cfg.data)
     say(f"read {len(pairs):,} pairs in {len(set(pairs.lang))} languages"
         + (f"; skipped {dict(pairs.skipped)}" if pairs.skipped else "") + f" ({time.time() - t0:.0f}s)")
-    model_cfg = resolve_model_config(cfg)
     tok_path = out / "tokenizer.model"
     if not tok_path.is_file():
         if cfg.tokenizer_path:

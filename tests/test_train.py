@@ -1,13 +1,25 @@
-"""Training learns: a tiny model retrieves held-out synthetic translations far above chance."""
+"""Training learns, each objective on its own too, and a resumed run is bit-identical to an uninterrupted one."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import emsearch.train as train_module
+from emsearch.config import PRESETS
 from emsearch.encoder import Encoder
 from emsearch.evaluate import top1_accuracy
+from emsearch.train import train
 
-from conftest import synthetic_pairs
+from conftest import WORDS, synthetic_pairs, tiny_config, write_pairs
 
 
 def test_tiny_training_learns_cross_lingual_retrieval(tiny_model):
@@ -15,3 +27,80 @@ def test_tiny_training_learns_cross_lingual_retrieval(tiny_model):
     enc = Encoder.load(tiny_model)
     accuracy = top1_accuracy(enc.encode(other), enc.encode(eng))
     assert accuracy > 0.8, accuracy  # chance is 1/200
+
+
+def test_contrastive_objective_alone_learns(tmp_path):
+    data = write_pairs(tmp_path / "pairs.parquet", 3000)
+    enc = Encoder.load(train(tiny_config(tmp_path, data, steps=100, xtr_weight=0.0, warmup=10,
+                                         checkpoint_every=1000), progress=False))
+    eng, other = synthetic_pairs(200, seed=99)
+    accuracy = top1_accuracy(enc.encode(other), enc.encode(eng))
+    assert accuracy > 0.5, accuracy  # chance is 1/200; ~0.9 when it works
+
+
+def three_way_pairs(n: int, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """n sentences in 'English' and two made-up languages: each maps words one-to-one (no word shared between
+    any two languages), one reverses the word order, the other rotates it."""
+    rng = np.random.default_rng(seed)
+    eng_words = [f"ka{i:03d}" for i in range(WORDS)]
+    deu_words = [f"{chr(97 + i % 26)}{chr(97 + (i // 26) % 26)}lo" for i in range(WORDS)]
+    fra_words = [f"mi{chr(97 + j % 26)}{chr(97 + (j // 26) % 26)}" for j in np.random.default_rng(1).permutation(WORDS)]
+    eng, deu, fra = [], [], []
+    for _ in range(n):
+        idx = rng.choice(WORDS, size=rng.integers(3, 8), replace=False)
+        eng.append(" ".join(eng_words[i] for i in idx))
+        deu.append(" ".join(deu_words[i] for i in idx[::-1]))
+        fra.append(" ".join(fra_words[i] for i in np.roll(idx, 1)))
+    return eng, deu, fra
+
+
+def test_xtr_objective_alone_aligns_languages_through_their_pivot(tmp_path):
+    # XTR asks every X→English sentence vector to predict the English bag of tokens through one shared head, so
+    # two languages paired with English are pulled onto each other; nothing in XTR ties X to English itself when
+    # no token is shared (real languages share many). So the test is German ↔ French, never seen as a pair.
+    eng, deu, fra = three_way_pairs(3000, seed=0)
+    pq.write_table(pa.table({"lang": ["deu"] * 1500 + ["fra"] * 1500, "text": deu[:1500] + fra[1500:],
+                             "eng": eng}), tmp_path / "pairs.parquet")
+    cfg = tiny_config(tmp_path, tmp_path / "pairs.parquet", contrastive_weight=0.0, checkpoint_every=1000)
+    enc = Encoder.load(train(cfg, progress=False))
+    _, deu, fra = three_way_pairs(200, seed=99)
+    accuracy = top1_accuracy(enc.encode(deu), enc.encode(fra))
+    assert accuracy > 0.05, accuracy  # chance is 1/200; 0.1–0.2 when it works (more with longer training)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(r["contrastive"] == 0.0 for r in log) and log[-1]["xtr"] < log[0]["xtr"] - 1.0
+
+
+def test_resume_after_an_interruption_is_bit_identical(tmp_path, monkeypatch):
+    data = write_pairs(tmp_path / "pairs.parquet", 600)
+    model = replace(PRESETS["tiny"], dropout=0.1)  # dropout on: masks must be replayed exactly too
+    common = dict(steps=12, checkpoint_every=5, log_every=4, model=model)
+    straight = train(tiny_config(tmp_path / "a", data, **common), progress=False)
+
+    interrupted = tiny_config(tmp_path / "b", data, **common)
+    lr_at = train_module.lr_at
+
+    def interrupt_at_step_7(step, cfg):
+        if step == 7:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived while step 7 was starting
+        return lr_at(step, cfg)
+
+    monkeypatch.setattr(train_module, "lr_at", interrupt_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, progress=False)
+    monkeypatch.setattr(train_module, "lr_at", lr_at)
+    state = json.loads((tmp_path / "b" / "run" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 7
+    resumed = train(interrupted, resume=True, progress=False)
+
+    a = load_file(str(Path(straight).parent / "checkpoint" / "state.safetensors"))
+    b = load_file(str(Path(resumed).parent / "checkpoint" / "state.safetensors"))
+    assert a.keys() == b.keys() and any(k.startswith("opt.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert (straight / "model.safetensors").read_bytes() == (resumed / "model.safetensors").read_bytes()
+    assert json.loads((resumed / "config.json").read_text())["train_steps"] == 12
+
+
+def test_both_objectives_off_is_refused(tmp_path):
+    data = write_pairs(tmp_path / "pairs.parquet", 50)
+    with pytest.raises(ValueError, match="not both 0"):
+        train(tiny_config(tmp_path, data, xtr_weight=0.0, contrastive_weight=0.0), progress=False)

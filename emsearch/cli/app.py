@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     help="emsearch: train EMS sentence encoders, build multilingual indexes, mine bitext and search.",
@@ -16,9 +17,15 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+def print_error(message: object) -> None:
+    """One line on stderr. The message is escaped: a path or code like `[/x]` is text, not rich markup."""
+    console.print(f"[bold red]error:[/] {escape(' '.join(str(message).splitlines()))}", highlight=False,
+                  soft_wrap=True)
+
+
 def fail(message: str) -> None:
     """Print a one-line error and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     raise typer.Exit(2)
 
 
@@ -29,5 +36,5 @@ def main() -> None:
         console.print("interrupted")
         sys.exit(130)
     except (ValueError, OSError) as e:  # typed user-facing errors subclass these
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        print_error(e)
         sys.exit(2)

@@ -57,4 +57,4 @@ def embed_command(
     tmp = output.with_name(output.name + ".tmp.npy")
     np.save(tmp, vectors)
     tmp.replace(output)
-    console.print(f"{len(texts):,} sentences → {output} ({vectors.shape[1]} dimensions)")
+    console.print(f"{len(texts):,} sentences → {output} ({vectors.shape[1]} dimensions)", markup=False)

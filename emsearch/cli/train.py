@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -40,5 +41,20 @@ def train_command(
         cfg = replace(cfg, model=None)
     if not cfg.data and not resume:
         raise ValueError("no training data: give --data FILE or a recipe with \"data\"")
+    if resume:
+        given = {k for k, v in overrides.items() if v is not None}
+        _check_resume(cfg, given | (set(json.loads(recipe.read_text(encoding="utf-8"))) if recipe else set()))
     bundle = train(cfg, resume=resume, console=console)
-    console.print(f"model written to {bundle}")
+    console.print(f"model written to {bundle}", markup=False)
+
+
+def _check_resume(cfg: TrainConfig, given: set[str]) -> None:
+    """--resume replays the run recorded in OUT; a flag or recipe field that disagrees would be silently ignored."""
+    path = Path(cfg.out) / "train_config.json"
+    if not path.is_file():
+        return  # train() says there is nothing to resume
+    recorded = load_json(TrainConfig, path)
+    differ = sorted(k for k in given - {"out", "model"} if getattr(recorded, k) != getattr(cfg, k))
+    if differ:
+        raise ValueError(f"{path} records a different {', '.join(differ)}: --resume continues that run as it was "
+                         "started; drop the change, or start a new run with another --out")

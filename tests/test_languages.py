@@ -1,0 +1,50 @@
+"""Language codes: every accepted spelling of a language normalises to one ISO 639-3 code."""
+
+from __future__ import annotations
+
+import pytest
+
+from emsearch.languages import UnknownLanguageError, known_codes, normalize_lang
+
+
+@pytest.mark.parametrize("code", ["de", "deu", "deu_Latn", "deu-Latn", "ger", "GER", "De", " de "])
+def test_spellings_of_german_normalise_to_deu(code):
+    assert normalize_lang(code) == "deu"
+
+
+@pytest.mark.parametrize(
+    "code, expected",
+    [
+        ("zh", "cmn"), ("zho", "cmn"), ("chi", "cmn"), ("zho_Hans", "cmn"), ("zho_Hant", "cmn"), ("cmn_Hans", "cmn"),
+        ("ar", "arb"), ("ara", "arb"), ("arb_Arab", "arb"),
+        ("fa", "pes"), ("no", "nob"), ("nb", "nob"), ("fil", "tgl"),
+        ("en", "eng"), ("eng_Latn", "eng"), ("fre", "fra"), ("yue_Hant", "yue"),
+    ],
+)
+def test_macrolanguages_and_bibliographic_codes_fold_to_one_code(code, expected):
+    assert normalize_lang(code) == expected
+
+
+@pytest.mark.parametrize("code", ["xx", "xyz", "english", "de_latn", "deu_LATN", "d", "12", "de-DE-x"])
+def test_unknown_codes_raise_with_a_hint(code):
+    with pytest.raises(UnknownLanguageError, match="unknown language code .*ISO 639-1"):
+        normalize_lang(code)
+
+
+@pytest.mark.parametrize("code", ["", "   "])
+def test_empty_code_raises(code):
+    with pytest.raises(UnknownLanguageError, match="empty language code"):
+        normalize_lang(code)
+
+
+def test_unknown_language_error_is_a_value_error():
+    # The CLI turns ValueError into a one-line message; the typed error must stay inside that family.
+    assert issubclass(UnknownLanguageError, ValueError)
+
+
+def test_every_normalised_code_is_known_and_normalises_to_itself():
+    for code in sorted(known_codes()):
+        assert len(code) == 3 and code.islower()
+        canonical = normalize_lang(code)
+        assert canonical in known_codes()
+        assert normalize_lang(canonical) == canonical
