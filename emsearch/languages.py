@@ -1,7 +1,7 @@
 """Language codes: accept ISO 639-1 (`de`), ISO 639-3 (`deu`) and FLORES-style (`deu_Latn`); normalise once.
 
 Every code that enters emsearch (training rows, corpus rows, query flags) goes through `normalize_lang`, so
-`de`, `deu`, `ger` and `deu_Latn` all become `deu`. Macrolanguages fold to their dominant member
+`de`, `deu`, `ger`, `de-AT` and `deu_Latn` all become `deu`. Macrolanguages fold to their dominant member
 (`zh`/`zho` → `cmn`, `ar`/`ara` → `arb`), because corpora label the same text either way.
 """
 
@@ -46,7 +46,8 @@ _MACRO = {
     "fil": "tgl",
 }
 
-_FLORES = re.compile(r"^([a-z]{2,3})[_-][A-Z][a-z]{3}$")
+# deu_Latn (FLORES), pt-BR / es_419 (BCP 47 region), zh-Hant-TW: the language is the first subtag.
+_TAGGED = re.compile(r"^([A-Za-z]{2,3})(?:[_-](?:[A-Z][a-z]{3}|[A-Za-z]{2}|[0-9]{3}))+$")
 
 
 class UnknownLanguageError(ValueError):
@@ -70,8 +71,8 @@ def normalize_lang(code: str) -> str:
     if not isinstance(code, str) or not code.strip():
         raise UnknownLanguageError("empty language code: give one like 'de', 'deu' or 'deu_Latn'")
     raw = code.strip()
-    flores = _FLORES.match(raw)
-    base = (flores.group(1) if flores else raw).lower()
+    tagged = _TAGGED.match(raw)
+    base = (tagged.group(1) if tagged else raw).lower()
     if len(base) == 2:
         base = _ISO1.get(base, base)
     base = _ISO2B.get(base, base)

@@ -180,7 +180,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
     model_cfg = replace(model_cfg, vocab_size=tokenizer.vocab_size, n_langs=len(languages))
     cfg = replace(cfg, model=model_cfg)
     if rank == 0 and not resume:
-        (out / "train_config.json").write_text(to_json(cfg) + "\n", encoding="utf-8")
+        tmp = out / "train_config.json.tmp"
+        tmp.write_text(to_json(cfg) + "\n", encoding="utf-8")
+        os.replace(tmp, out / "train_config.json")
 
     data = PairDataset(pairs, tokenizer, languages, cfg.max_length_ratio)
     del pairs

@@ -48,3 +48,9 @@ def test_every_normalised_code_is_known_and_normalises_to_itself():
         canonical = normalize_lang(code)
         assert canonical in known_codes()
         assert normalize_lang(canonical) == canonical
+
+
+def test_region_and_script_subtags_are_dropped():
+    assert normalize_lang("pt-BR") == "por"
+    assert normalize_lang("es_419") == "spa"
+    assert normalize_lang("zh-Hant-TW") == "cmn"
