@@ -1,6 +1,6 @@
 """Encoding throughput (sentences/s) of `Encoder.encode` per model preset, and its model-FLOP utilisation.
 
-    python benchmarks/encode_throughput.py                                  # cpu-small on FLORES dev sentences
+    python benchmarks/encode_throughput.py                                  # cpu-fast and cpu-small on FLORES dev sentences
     python benchmarks/encode_throughput.py --presets tiny,cpu-small,gpu-base --sentences 2000 --repeats 5
     python benchmarks/encode_throughput.py --tokenizer runs/default/tokenizer.model --batch-tokens 8192
 
@@ -101,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--presets", default="cpu-small", help="comma-separated presets")
+    parser.add_argument("--presets", default="cpu-fast,cpu-small", help="comma-separated presets")
     parser.add_argument("--sentences", type=int, default=2000, help="sentences per encode call")
     parser.add_argument("--repeats", type=int, default=5, help="timed encode calls per preset")
     parser.add_argument("--batch-tokens", type=int, default=16384, help="Encoder.encode batch_tokens")

@@ -1,6 +1,6 @@
 """Training throughput (pairs/s, tokens/s) per model preset on this machine, and its model-FLOP utilisation.
 
-    python benchmarks/train_throughput.py                                   # tiny, cpu-small, gpu-base
+    python benchmarks/train_throughput.py                                   # tiny, cpu-fast, cpu-small, gpu-base
     python benchmarks/train_throughput.py --presets cpu-small --steps 20 --threads 2
     python benchmarks/train_throughput.py --data ../shared/data/parallel/tatoeba_challenge.parquet \
         --tokenizer runs/default/tokenizer.model --pairs 20000
@@ -140,9 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--presets", default="tiny,cpu-small,gpu-base", help="comma-separated presets")
+    parser.add_argument("--presets", default="tiny,cpu-fast,cpu-small,gpu-base", help="comma-separated presets")
     parser.add_argument("--steps", type=int, default=0,
-                        help="timed steps per preset (default: tiny 20, cpu-small 6, others 3)")
+                        help="timed steps per preset (default: tiny 20, cpu-fast 10, cpu-small 6, others 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="tokens per side per batch (as training)")
     parser.add_argument("--pairs", type=int, default=20000, help="pairs in the synthetic / sampled dataset")
@@ -160,7 +160,7 @@ def main() -> None:
         parser.error(f"unknown preset(s) {', '.join(unknown)}: choose from {', '.join(PRESETS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    default_steps = {"tiny": 20, "cpu-small": 6}
+    default_steps = {"tiny": 20, "cpu-fast": 10, "cpu-small": 6}
     results = [bench_preset(p, args, args.steps or default_steps.get(p, 3)) for p in args.presets.split(",")]
     source = args.data or f"synthetic {args.min_len}-{args.max_len} tokens"
     print(json.dumps({"benchmark": "train_throughput", "threads": torch.get_num_threads(),

@@ -123,6 +123,12 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         else:
             lines.append(f"| {lang} | {n:,} | – | – | – |")
     lines += [
+        "", "## Limitations",
+        "Trained for minutes on two CPU cores, this model has seen about a thousand pairs per language; its dev "
+        "accuracy was still rising when the schedule ended, and it is far below encoders trained on hundreds of "
+        "millions of pairs. Use it to try emsearch end to end; train a larger preset on a GPU "
+        "(`emsearch train training/default.json --preset gpu-base`) for real work. Bible text dominates the "
+        "pairs of many languages, so expect a religious-register bias there.",
         "", "## Licence and attribution",
         "The weights are released under CC BY-SA 4.0, because part of the training rows are CC BY-SA 4.0 "
         "(OLDI Seed, many Bible translations). WMT newstest rows are for research use. Training data:", "",
