@@ -1,0 +1,75 @@
+"""`emsearch info`: what an index holds (model, rows per language, shards, index type, sizes) without loading it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from emsearch.cli.app import app
+
+
+def index_facts(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's key facts plus the sizes on disk."""
+    sizes = {part: sum(f.stat().st_size for f in (path / part).rglob("*") if f.is_file())
+             for part in ("embeddings", "store", "faiss")}
+    index = manifest.get("index") or {}
+    rows = manifest["counts"]["rows"]
+    return {
+        "path": str(path), "complete": bool(manifest.get("complete")),
+        "model": manifest["model"], "input": manifest["input"], "counts": manifest["counts"],
+        "shards": len(manifest["shards"]), "shard_size": manifest["build"]["shard_size"],
+        "index": {k: index.get(k) for k in ("params", "nprobe", "rerank", "recall_at_10", "calibration", "merged",
+                                            "gpu")}
+        | {"groups": len(index.get("groups") or [])},
+        "seconds": {**manifest.get("seconds", {}), **index.get("seconds", {})},
+        "bytes": sizes | {"total": sum(sizes.values())},
+        "bytes_per_vector": round(sum(sizes.values()) / rows, 1) if rows else None,
+    }
+
+
+@app.command("info")
+def info_command(
+    index: Path = typer.Argument(..., help="Index directory, or the name of one under indexes/."),
+    as_json: bool = typer.Option(False, "--json", help="Print the facts as one JSON object."),
+) -> None:
+    """Show what an index holds: model, dimension, rows per language, shards, index type and sizes."""
+    from emsearch.index import index_path
+    from emsearch.shards import read_manifest
+
+    path = index_path(index)
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise ValueError(f"{path}: no index here (no manifest.json); build one with emsearch build-index")
+    facts = index_facts(path, manifest)
+    if as_json:
+        typer.echo(json.dumps(facts, ensure_ascii=False))
+        return
+    p = (facts["index"]["params"] or {})
+    table = Table(show_header=False, box=None, pad_edge=False)
+    status = "complete" if facts["complete"] else "[yellow]unfinished: rerun emsearch build-index to finish it[/]"
+    model = facts["model"]
+    rows = [
+        ("index", f"{path} ({status})"),
+        ("model", f"{model['id']} ({model['path'] or 'default model'}), dim {model['dim']}, max_len {model['max_len']}"),
+        ("input", f"{facts['input']['path']} ({facts['input']['format']}, {facts['input']['bytes']:,} bytes)"),
+        ("rows", f"{facts['counts']['rows']:,} (skipped empty: {facts['counts']['skipped_empty']:,}, "
+                 f"truncated: {facts['counts']['truncated']:,})"),
+        ("languages", ", ".join(f"{k} {v:,}" for k, v in facts["counts"]["languages"].items()) or "-"),
+        ("shards", f"{facts['shards']} × ≤{facts['shard_size']:,} rows (fp16)"),
+        ("faiss", f"{p.get('factory', '-')} in {facts['index']['groups'] or 1} group(s)"
+                  f"{', merged on disk' if facts['index']['merged'] else ''}" if p else "-"),
+        ("search", (f"nprobe {facts['index']['nprobe']}, re-rank {facts['index']['rerank']} candidates: recall@10 "
+                    f"{facts['index']['recall_at_10']:.3f} at calibration" if facts["index"]["recall_at_10"]
+                    else "exact" if p.get("kind") == "flat" else "not calibrated") if p else "-"),
+        ("disk", ", ".join(f"{k} {v / 2**20:,.1f} MiB" for k, v in facts["bytes"].items())
+                 + f" ({facts['bytes_per_vector']} bytes/vector)"),
+        ("seconds", ", ".join(f"{k} {v}" for k, v in facts["seconds"].items()) or "-"),
+    ]
+    for key, value in rows:
+        table.add_row(f"[bold]{key}[/]", value)
+    Console(soft_wrap=False).print(table, highlight=False)  # the answer goes to stdout

@@ -1,0 +1,70 @@
+"""`emsearch query`: multilingual search from the command line, as a table or as JSON lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from emsearch.cli.app import app
+from emsearch.cli.options import open_index
+
+BATCH = 256  # queries per search call when reading --file
+out = Console()
+
+
+@app.command("query")
+def query_command(
+    text: Optional[str] = typer.Argument(None, help="The query, in any language (or use --file)."),
+    lang: Optional[str] = typer.Option(None, help="Language of the query (checked; the encoder needs no language id)."),
+    index: Optional[Path] = typer.Option(None, help="Index directory; default: the only index under indexes/."),
+    k: int = typer.Option(10, "--k", "-k", help="Results per query (1 to 1000)."),
+    target_lang: Optional[str] = typer.Option(None, help="Only results in these languages, comma-separated (en,de)."),
+    file: Optional[Path] = typer.Option(None, help="Batch search: one query per line of this UTF-8 file."),
+    nprobe: Optional[int] = typer.Option(None, help="IVF lists to visit; default: the index's calibrated value."),
+    model: Optional[Path] = typer.Option(None, help="Model bundle; default: the model the index was built with."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per hit instead of a table."),
+) -> None:
+    """Search an index with queries in any language; hits from all shards, merged, best first."""
+    from emsearch.evaluate import read_text_lines
+    from emsearch.languages import normalize_lang
+    from emsearch.query import SearchRequest, hit_json, run, split_langs
+
+    if (text is None) == (file is None):
+        raise ValueError("give either a query or --file QUERIES.txt (one query per line)")
+    if lang is not None:
+        normalize_lang(lang)
+    if file is not None:
+        if not file.is_file():
+            raise ValueError(f"{file}: no such file")
+        texts = read_text_lines(file)
+        if not texts:
+            raise ValueError(f"{file} has no queries")
+        blank = [i for i, t in enumerate(texts, 1) if not t.strip()]
+        if blank:
+            raise ValueError(f"{file}:{blank[0]}: empty query; remove the blank line(s)")
+    else:
+        texts = [text]
+    requests = [SearchRequest.checked(texts[i : i + BATCH], k, split_langs(target_lang), nprobe)
+                for i in range(0, len(texts), BATCH)]
+    with open_index(index, model) as idx:
+        results = []
+        for request in requests:
+            results += run(idx, request)
+    for i, (query, hits) in enumerate(zip(texts, results)):
+        if as_json:
+            for hit in hits:
+                print(json.dumps(hit_json(i, query, hit), ensure_ascii=False))
+            continue
+        table = Table(title=query if len(texts) == 1 else f"{i + 1}. {query}", title_justify="left")
+        for name, justify in (("rank", "right"), ("score", "right"), ("lang", "left"), ("id", "left"),
+                              ("text", "left"), ("meta", "left")):
+            table.add_column(name, justify=justify, overflow="fold")
+        for hit in hits:
+            meta = ", ".join(f"{key}={value}" for key, value in hit.meta.items())
+            table.add_row(str(hit.rank), f"{hit.score:.4f}", hit.lang, hit.id, hit.text, meta)
+        out.print(table)

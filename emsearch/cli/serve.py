@@ -1,0 +1,40 @@
+"""`emsearch serve`: the HTTP JSON API and search page over one index (see emsearch.server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from emsearch.cli.app import app, console
+from emsearch.cli.options import open_index
+
+
+@app.command("serve")
+def serve_command(
+    index: Optional[Path] = typer.Argument(None, help="Index directory; default: the only index under indexes/."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes the service to the network."),
+    port: int = typer.Option(8080, help="TCP port (0 picks a free one)."),
+    model: Optional[Path] = typer.Option(None, help="Model bundle; default: the model the index was built with."),
+    max_k: int = typer.Option(100, help="Largest k a request may ask for."),
+    max_texts: int = typer.Option(64, help="Most queries in one request."),
+    max_body: int = typer.Option(1 << 20, help="Largest request body, in bytes."),
+    quiet: bool = typer.Option(False, "--quiet", help="Do not log each request."),
+) -> None:
+    """Serve POST /search, GET /health, GET /info and a search page at /."""
+    from emsearch.server import Limits, SearchService, make_server
+
+    if not 1 <= max_k <= 10_000 or max_texts < 1 or max_body < 1024:
+        raise ValueError("limits: --max-k from 1 to 10000, --max-texts at least 1, --max-body at least 1024")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port {port}: give a port from 0 to 65535")
+    with open_index(index, model) as idx:
+        server = make_server(SearchService(idx, Limits(max_body, max_k, max_texts)), host, port, quiet=quiet)
+        bound_host, bound_port = server.server_address[:2]
+        console.print(f"serving {idx.path} ({idx.ntotal:,} sentences, {len(idx.languages())} languages) "
+                      f"on http://{bound_host}:{bound_port}/ — Ctrl-C stops", soft_wrap=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()

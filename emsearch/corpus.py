@@ -1,0 +1,208 @@
+"""Corpus readers: parquet, JSONL, TSV and plain text, streamed row by row in bounded memory.
+
+| format     | suffix                   | text / language / id                                                         |
+|------------|--------------------------|------------------------------------------------------------------------------|
+| parquet    | .parquet .pq             | columns `--text-column`, `--lang-column` (or `--lang`), optional `--id-column` |
+| JSONL      | .jsonl .ndjson .json     | one object per line, same keys; blank lines are not records                   |
+| TSV        | .tsv                     | a header line names the columns (tab-separated, no quoting); blank lines skipped |
+| plain text | .txt and anything else   | one sentence per line, `--lang` required                                     |
+
+Every other column (key) is kept as metadata. A row's id is its `--id-column` value as a string, or else its
+0-based position among the input's records (for plain text: its line number - 1).
+Null, missing and blank texts are skipped and counted. `scan()` reads the whole input once before anything is
+written, so invalid UTF-8, malformed lines, unknown languages and null ids fail up front with the line named,
+never hours into a build; duplicate ids are caught while storing (see `store.Store.put_shard`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from emsearch.languages import UnknownLanguageError, normalize_lang
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+           ".tsv": "tsv"}
+UNSUPPORTED = {".csv": "convert it to TSV or parquet", ".gz": "decompress it first", ".zst": "decompress it first",
+               ".bz2": "decompress it first", ".xz": "decompress it first"}
+
+
+class CorpusError(ValueError):
+    """Input that cannot be indexed: the message names the file, the line or column, and the fix."""
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Where the text, language and id of each row are."""
+
+    path: Path
+    text_column: str = "text"
+    lang_column: str = "lang"
+    id_column: str | None = None
+    lang: str | None = None  # the language of every row; required for plain text
+
+
+class Row(NamedTuple):
+    position: int  # 0-based record number in the input
+    id: str
+    lang: str
+    text: str
+    meta: dict[str, Any]
+
+
+def corpus_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in UNSUPPORTED:
+        raise CorpusError(f"{path}: {suffix} input is not supported; {UNSUPPORTED[suffix]}")
+    return FORMATS.get(suffix, "text")
+
+
+class Corpus:
+    """Rows of one input file. `skipped` counts the empty texts seen by the last full pass."""
+
+    def __init__(self, spec: CorpusSpec):
+        self.spec = spec
+        self.path = Path(spec.path)
+        if not self.path.is_file():
+            raise CorpusError(f"{self.path}: no such file")
+        if self.path.stat().st_size == 0:
+            raise CorpusError(f"{self.path}: the file is empty")
+        self.format = corpus_format(self.path)
+        self.fixed_lang = self._language(spec.lang, "--lang") if spec.lang is not None else None
+        if self.format == "text" and self.fixed_lang is None:
+            raise CorpusError(f"{self.path} is plain text (one sentence per line): give its language with --lang")
+        self.skipped = 0
+
+    def scan(self) -> int:
+        """Read everything once, validating; returns the number of rows that will be indexed."""
+        kept = sum(1 for _ in self.rows())
+        if kept == 0:
+            raise CorpusError(f"{self.path}: no text to index ({self.skipped:,} rows, all empty)")
+        return kept
+
+    def rows(self) -> Iterator[Row]:
+        self.skipped = 0
+        reader = {"parquet": self._parquet, "jsonl": self._jsonl, "tsv": self._tsv, "text": self._text}
+        yield from reader[self.format]()
+
+    # A record (dict of column → value, `where` naming it for errors) becomes a Row, or None when its text is empty.
+    def _row(self, position: int, record: dict[str, Any], where: str) -> Row | None:
+        spec = self.spec
+        text = record.get(spec.text_column)
+        if text is not None and not isinstance(text, str):
+            raise CorpusError(f"{where}: {spec.text_column!r} is a {type(text).__name__}, not a string")
+        if text is None or not text.strip():
+            self.skipped += 1
+            return None
+        lang = self.fixed_lang
+        if lang is None:
+            raw = record.get(spec.lang_column)
+            if raw is None:
+                raise CorpusError(f"{where}: no language (null {spec.lang_column!r}); fill it in or give --lang")
+            lang = self._language(raw, where)
+        if spec.id_column is None:
+            id_ = str(position)
+        elif record.get(spec.id_column) is None:
+            raise CorpusError(f"{where}: null id in column {spec.id_column!r}; every row needs an id")
+        else:
+            id_ = str(record[spec.id_column])
+        used = {spec.text_column, spec.id_column} | ({spec.lang_column} if self.fixed_lang is None else set())
+        return Row(position, id_, lang, text, {k: v for k, v in record.items() if k not in used})
+
+    def _language(self, code: Any, where: str) -> str:
+        try:
+            return normalize_lang(str(code))
+        except UnknownLanguageError as e:
+            raise CorpusError(f"{where}: {e}") from None
+
+    def _check_columns(self, names: list[str], where: str) -> None:
+        spec = self.spec
+        wanted = [spec.text_column] + ([spec.id_column] if spec.id_column else [])
+        for col, flag in zip(wanted, ("--text-column", "--id-column")):
+            if col not in names:
+                raise CorpusError(f"{where}: no column {col!r} (columns: {', '.join(names) or 'none'}); "
+                                  f"name the right one with {flag}")
+        if self.fixed_lang is None and spec.lang_column not in names:
+            raise CorpusError(f"{where}: no language column {spec.lang_column!r} (columns: {', '.join(names)}); "
+                              "name it with --lang-column or give every row's language with --lang")
+
+    def _parquet(self) -> Iterator[Row]:
+        try:
+            f = pq.ParquetFile(self.path)
+        except (pa.ArrowException, OSError) as e:
+            raise CorpusError(f"{self.path}: not a readable parquet file ({e})") from None
+        self._check_columns(f.schema_arrow.names, str(self.path))
+        text_type = f.schema_arrow.field(self.spec.text_column).type
+        if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+            raise CorpusError(f"{self.path}: column {self.spec.text_column!r} holds {text_type}, not text")
+        position = 0
+        try:
+            for batch in f.iter_batches(batch_size=8192):
+                for record in batch.to_pylist():
+                    row = self._row(position, record, f"{self.path} row {position}")
+                    position += 1
+                    if row is not None:
+                        yield row
+        except pa.ArrowException as e:
+            raise CorpusError(f"{self.path} near row {position}: unreadable ({e})") from None
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        """(line number from 1, decoded line without its newline); invalid UTF-8 is an error naming the line."""
+        with open(self.path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    yield lineno, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as e:
+                    raise CorpusError(f"{self.path}:{lineno}: not valid UTF-8 (byte {e.start}); "
+                                      "re-encode the file as UTF-8") from None
+
+    def _jsonl(self) -> Iterator[Row]:
+        position = 0
+        for lineno, line in self._lines():
+            if not line.strip():
+                continue
+            where = f"{self.path}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{where}: not JSON ({e.msg}); write one JSON object per line") from None
+            if not isinstance(record, dict):
+                raise CorpusError(f"{where}: a JSON {type(record).__name__}, not an object")
+            if position == 0:
+                self._check_columns(list(record), where)
+            row = self._row(position, record, where)
+            position += 1
+            if row is not None:
+                yield row
+
+    def _tsv(self) -> Iterator[Row]:
+        lines = self._lines()
+        header = next(lines, None)
+        if header is None:
+            raise CorpusError(f"{self.path}: the file is empty")
+        names = header[1].split("\t")
+        self._check_columns(names, f"{self.path}:1 (header)")
+        position = 0
+        for lineno, line in lines:
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != len(names):
+                raise CorpusError(f"{self.path}:{lineno}: {len(fields)} tab-separated fields, the header has "
+                                  f"{len(names)}; tabs inside text are not allowed in TSV")
+            row = self._row(position, dict(zip(names, fields)), f"{self.path}:{lineno}")
+            position += 1
+            if row is not None:
+                yield row
+
+    def _text(self) -> Iterator[Row]:
+        for lineno, line in self._lines():
+            row = self._row(lineno - 1, {self.spec.text_column: line}, f"{self.path}:{lineno}")
+            if row is not None:
+                yield row

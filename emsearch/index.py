@@ -1,0 +1,303 @@
+"""`Index.open(path)`: search a built index (FAISS shards + fp16 embeddings + LMDB sentence store).
+
+    from emsearch.index import Index
+    with Index.open("indexes/news") as index:
+        for hit in index.search(["Guten Morgen"], k=5, langs=["eng"])[0]:
+            print(hit.rank, f"{hit.score:.3f}", hit.lang, hit.text)
+
+Global rows are 0..ntotal-1 in input order (empty texts skipped). Scores are cosines. Every approximate index
+(IVF-PQ) returns its `rerank` best candidates re-scored exactly against the stored fp16 vectors, so the scores
+are exact cosines and only membership in the top k is approximate. A language restriction small enough to scan
+(≤ EXACT_SUBSET_ROWS rows) is searched exactly; a larger one through a FAISS ID selector.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from emsearch.encoder import Encoder, ModelLoadError
+from emsearch.languages import normalize_lang
+from emsearch.shards import ShardedEmbeddings, manifest_shards, read_manifest
+from emsearch.store import Record, Store
+
+__all__ = ["Hit", "Index", "IndexOpenError", "Record", "index_path"]
+
+EXACT_SUBSET_ROWS = 32_768  # a language restriction this small is scanned exactly
+RERANK_CHUNK = 256  # queries re-scored at a time: bounds the (chunk·candidates, dim) gather
+
+
+class IndexOpenError(ValueError):
+    """A missing, corrupt or unfinished index directory, or one built with another model."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: rank from 1, cosine score, and the stored sentence."""
+
+    rank: int
+    score: float
+    row: int
+    id: str
+    lang: str
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Index:
+    """An opened index. Use `Index.open`; close it (or use `with`) to release the store and memory maps."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], encoder: Encoder, embeddings: ShardedEmbeddings,
+                 store: Store, faiss_indexes: list[faiss.Index]):
+        self.path = path
+        self.manifest = manifest
+        self.encoder = encoder
+        self.dim: int = manifest["model"]["dim"]
+        self.ntotal: int = manifest["counts"]["rows"]
+        self.model_id: str = manifest["model"]["id"]
+        self._emb = embeddings
+        self._store = store
+        self._faiss = faiss_indexes
+        self._params = manifest["index"]["params"]
+        self._selectors: dict[tuple[str, ...], tuple[np.ndarray, Any]] = {}
+
+    @classmethod
+    def open(cls, path: str | Path, encoder: Encoder | None = None, *, model: str | Path | None = None) -> Index:
+        """Open the index in `path`, checking it is complete and that `encoder` is the model it was built with.
+
+        With no encoder, loads `model`, else the model path recorded at build time if it still exists, else the
+        default model.
+        """
+        path = Path(path)
+        try:
+            manifest = read_manifest(path)
+        except ValueError as e:
+            raise IndexOpenError(str(e)) from None
+        if manifest is None:
+            raise IndexOpenError(f"{path}: no index here (no manifest.json); build one with emsearch build-index")
+        if not manifest.get("complete"):
+            raise IndexOpenError(f"{path} is an unfinished build; rerun emsearch build-index with the same input "
+                                 "and options to finish it")
+        built = manifest["model"]
+        if encoder is None:
+            recorded = built.get("path")
+            source = model if model is not None else (recorded if recorded and Path(recorded).is_dir() else None)
+            try:
+                encoder = Encoder.load(source)
+            except ModelLoadError as e:
+                raise IndexOpenError(f"cannot load a model for {path} ({e}); pass the model it was built with, "
+                                     f"id {built['id']}") from None
+        if encoder.model_id != built["id"]:
+            raise IndexOpenError(f"{path} was built with model {built['id']}, not {encoder.model_id}: search it "
+                                 "with the same model, or rebuild the index with this one")
+        try:
+            embeddings = ShardedEmbeddings(path, manifest_shards(manifest), built["dim"])
+            store = Store.open(path / "store")
+            indexes = load_faiss(path, manifest, embeddings)
+        except (ValueError, RuntimeError) as e:
+            raise IndexOpenError(f"{path}: {e}") from None
+        return cls(path, manifest, encoder, embeddings, store, indexes)
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._store.close()
+        self._faiss = []
+        self._selectors.clear()
+
+    def languages(self) -> dict[str, int]:
+        """Rows per language (canonical ISO 639-3 code)."""
+        return dict(self.manifest["counts"]["languages"])
+
+    def rows_of_lang(self, lang: str) -> np.ndarray:
+        """Sorted global rows (int64) of one language; a language the index lacks is a ValueError."""
+        code = normalize_lang(lang)
+        rows = self._store.rows_of_lang(code)
+        if rows is None:
+            raise ValueError(f"the index has no rows in language {lang!r} ({code}); it holds "
+                             f"{', '.join(self.languages())}")
+        return rows
+
+    def row_of_id(self, id_: str) -> int | None:
+        """The global row of a corpus id, or None."""
+        return self._store.row_of_id(id_)
+
+    def embeddings(self, rows: np.ndarray) -> np.ndarray:
+        """The stored (fp16) vectors of `rows`, as float32 (len(rows), dim)."""
+        return self._emb.take(rows)
+
+    def records(self, rows: Sequence[int]) -> list[Record]:
+        return self._store.get([int(r) for r in rows])
+
+    def search_vectors(self, xq: np.ndarray, k: int, *, langs: Sequence[str] | None = None,
+                       nprobe: int | None = None, rerank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k over all shards: D (n, k) float32 cosines, I (n, k) int64 global rows; -1 (score -inf) = none.
+
+        `nprobe` (IVF lists visited) and `rerank` (candidates re-scored exactly) default to the values
+        calibrated at build time; an exact (flat) index ignores both.
+        """
+        xq = np.ascontiguousarray(xq, dtype=np.float32)
+        if xq.ndim != 2 or xq.shape[1] != self.dim:
+            raise ValueError(f"query vectors must have shape (n, {self.dim}); got {xq.shape}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if len(xq) == 0:
+            return np.zeros((0, k), dtype=np.float32), np.zeros((0, k), dtype=np.int64)
+        subset = self._subset(langs)
+        if subset is not None and len(subset) <= EXACT_SUBSET_ROWS:
+            return _finish(*_exact_knn(xq, self._emb.take(subset), subset, k))
+        selector = self._selector(langs) if subset is not None else None
+        exact = self._params["kind"] == "flat"
+        kk = k if exact else max(k, rerank or self.manifest["index"].get("rerank") or self._params["rerank"])
+        params = self._search_params(selector, nprobe)
+        heap = faiss.ResultHeap(len(xq), kk, keep_max=True)
+        for index in self._faiss:
+            D, I = index.search(xq, kk, params=params)
+            heap.add_result(D, I)
+        heap.finalize()
+        D, I = heap.D, heap.I
+        if not exact:
+            D, I = rescore(xq, I, k, self._emb)
+        return _finish(D[:, :k], I[:, :k])
+
+    def search(self, texts: Sequence[str], k: int = 10, *, langs: Sequence[str] | None = None,
+               nprobe: int | None = None) -> list[list[Hit]]:
+        """Encode `texts` and return, for each, its hits best first."""
+        if isinstance(texts, str):
+            raise TypeError("search takes a list of queries; wrap a single query in a list")
+        D, I = self.search_vectors(self.encoder.encode(list(texts)), k, langs=langs, nprobe=nprobe)
+        found = np.unique(I[I >= 0])
+        by_row = dict(zip(found.tolist(), self.records(found)))
+        return [[Hit(rank, float(d), int(i), by_row[i].id, by_row[i].lang, by_row[i].text, by_row[i].meta)
+                 for rank, (d, i) in enumerate(zip(Dq, Iq), 1) if i >= 0] for Dq, Iq in zip(D, I)]
+
+    def _subset(self, langs: Sequence[str] | None) -> np.ndarray | None:
+        if langs is None:
+            return None
+        if isinstance(langs, str):
+            langs = [langs]
+        codes = sorted({normalize_lang(lang) for lang in langs})
+        if not codes:
+            raise ValueError("langs is empty: give at least one language, or None for all")
+        if len(codes) == len(self.languages()):
+            return None  # every language: no restriction
+        return np.unique(np.concatenate([self.rows_of_lang(c) for c in codes]))
+
+    def _selector(self, langs: Sequence[str]) -> Any:
+        """A FAISS bitmap selector for the languages (cached; the bitmap must outlive the selector)."""
+        key = tuple(sorted({normalize_lang(lang) for lang in ([langs] if isinstance(langs, str) else langs)}))
+        if key not in self._selectors:
+            bits = np.zeros(self.ntotal, dtype=bool)
+            for lang in key:
+                bits[self.rows_of_lang(lang)] = True
+            bitmap = np.packbits(bits, bitorder="little")
+            self._selectors[key] = (bitmap, faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(bitmap)))
+        return self._selectors[key][1]
+
+    def _search_params(self, selector: Any, nprobe: int | None) -> faiss.SearchParameters | None:
+        if self._params["kind"] == "ivf":
+            default = self.manifest["index"]["nprobe"] or 1
+            p = faiss.SearchParametersIVF(nprobe=int(min(nprobe or default, self._params["nlist"])))
+        elif selector is not None:
+            p = faiss.SearchParameters()
+        else:
+            return None
+        if selector is not None:
+            p.sel = selector
+        return p
+
+
+def rescore(xq: np.ndarray, I: np.ndarray, k: int, emb: ShardedEmbeddings) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score candidate rows I (n, kk) exactly against the stored vectors; keep the best k of each row."""
+    n, kk = I.shape
+    D = np.full((n, kk), -np.inf, dtype=np.float32)
+    for lo in range(0, n, RERANK_CHUNK):
+        Ic = I[lo : lo + RERANK_CHUNK]
+        valid = Ic >= 0
+        rows, inverse = np.unique(Ic[valid], return_inverse=True)
+        xb = emb.take(rows)  # (u, d)
+        q = np.nonzero(valid)[0]
+        D[lo : lo + RERANK_CHUNK][valid] = np.einsum("ij,ij->i", xq[lo + q], xb[inverse])
+    order = np.argsort(-D, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
+
+
+def _exact_knn(xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of xq against xb, whose row j is global row rows[j]."""
+    kk = min(k, len(rows))
+    D, J = faiss.knn(xq, xb, kk, metric=faiss.METRIC_INNER_PRODUCT)
+    I = np.where(J >= 0, rows[np.maximum(J, 0)], -1)
+    if kk < k:
+        D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+        I = np.pad(I, ((0, 0), (0, k - kk)), constant_values=-1)
+    return D, I
+
+
+def _finish(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    I = np.ascontiguousarray(I, dtype=np.int64)
+    D = np.ascontiguousarray(D, dtype=np.float32)
+    D[I < 0] = -np.inf
+    return D, I
+
+
+def load_faiss(path: Path, manifest: dict[str, Any], embeddings: ShardedEmbeddings) -> list[faiss.Index]:
+    """The FAISS indexes to search: one flat index built from the shards, the merged on-disk IVF, or the groups."""
+    info = manifest["index"]
+    if info["params"]["kind"] == "flat":
+        flat = faiss.IndexFlatIP(embeddings.dim)  # positions are the global rows: no id map needed
+        for _, block in embeddings.iter_blocks():
+            flat.add(block)
+        return [flat]
+    if info.get("merged"):
+        files = [(info["merged"]["file"], faiss.IO_FLAG_ONDISK_SAME_DIR)]
+    else:
+        files = [(g["file"], 0) for g in info["groups"]]
+    indexes = []
+    for name, flags in files:
+        if not (path / name).is_file():
+            raise ValueError(f"missing {name}; rerun emsearch build-index")
+        with quiet_c_stdout():  # faiss announces where it found the on-disk lists
+            index = faiss.read_index(str(path / name), flags)
+        ivf = faiss.try_extract_index_ivf(index)
+        quantizer = faiss.downcast_index(ivf.quantizer) if ivf is not None else None
+        if isinstance(quantizer, faiss.IndexHNSW):
+            quantizer.hnsw.efSearch = max(quantizer.hnsw.efSearch, 128)
+        indexes.append(index)
+    return indexes
+
+
+def index_path(name_or_path: str | Path) -> Path:
+    """An index directory given as a path, or as the name of one under indexes/."""
+    path = Path(name_or_path)
+    if not path.exists() and len(path.parts) == 1 and (Path("indexes") / path).is_dir():
+        return Path("indexes") / path
+    return path
+
+
+@contextmanager
+def quiet_c_stdout():
+    """Silence what C code (faiss) prints on file descriptor 1 meanwhile: stdout stays the command's own."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)  # C stdio buffers: flush into /dev/null before fd 1 comes back
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,172 @@
+"""The FAISS side of a build, from the fp16 shards: train on a sample, populate groups, calibrate nprobe, merge.
+
+Each stage is a plain function over arrays and files, so the build can time it, resume between stages, and run
+`populate_serialized` inside a Ray task. Memory: training holds `train_rows` float32 vectors; populating holds
+one group's codes plus one 64k-row block; calibration streams the shards once; merging memory-maps the groups.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from emsearch.index import quiet_c_stdout
+from emsearch.index_choice import IndexParams
+from emsearch.shards import Shard, ShardedEmbeddings
+
+CALIBRATION_QUERIES = 256
+CALIBRATION_TARGET = 0.95  # recall@10 against exact search, self-matches excluded
+
+
+def sample_rows(ntotal: int, n: int, seed: int) -> np.ndarray:
+    """n distinct rows of [0, ntotal), sorted (sorted reads are sequential on disk)."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(ntotal, size=min(n, ntotal), replace=False))
+
+
+def train_index(params: IndexParams, emb: ShardedEmbeddings, seed: int = 0) -> tuple[faiss.Index, bool]:
+    """An empty, trained index taking global row ids; and whether a GPU did the k-means."""
+    index = faiss.index_factory(emb.dim, params.factory, faiss.METRIC_INNER_PRODUCT)
+    on_gpu = False
+    if not index.is_trained:
+        on_gpu = _cluster_on_gpu(index)
+        index.train(emb.take(sample_rows(emb.ntotal, params.train_rows, seed)))
+    if faiss.try_extract_index_ivf(index) is None:
+        index = faiss.IndexIDMap2(index)  # only IVF indexes store ids themselves
+    return index, on_gpu
+
+
+def _cluster_on_gpu(index: faiss.Index) -> bool:
+    """Run the IVF k-means on every GPU when faiss-gpu sees one (the faiss idiom: a GPU clustering index)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None or faiss.get_num_gpus() == 0 or not hasattr(faiss, "index_cpu_to_all_gpus"):
+        return False
+    flat = faiss.IndexFlatIP(ivf.d) if ivf.metric_type == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(ivf.d)
+    ivf.clustering_index = faiss.index_cpu_to_all_gpus(flat)
+    return True
+
+
+def group_shards(shards: Sequence[Shard], group_rows: int) -> list[list[Shard]]:
+    """Consecutive shards, at most `group_rows` rows per group (at least one shard each)."""
+    groups: list[list[Shard]] = []
+    for shard in sorted(shards, key=lambda s: s.start):
+        if groups and sum(s.rows for s in groups[-1]) + shard.rows <= group_rows:
+            groups[-1].append(shard)
+        else:
+            groups.append([shard])
+    return groups
+
+
+def populate(index: faiss.Index, blocks: Iterable[tuple[int, np.ndarray]]) -> faiss.Index:
+    """Add (first row, vectors) blocks with their global row numbers as ids."""
+    for start, block in blocks:
+        x = np.ascontiguousarray(block, dtype=np.float32)
+        index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
+    return index
+
+
+def populate_serialized(trained: np.ndarray, blocks: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """`populate` on serialized indexes: what a Ray task runs."""
+    return faiss.serialize_index(populate(faiss.deserialize_index(trained), blocks))
+
+
+def group_blocks(emb: ShardedEmbeddings, group: Sequence[Shard], block_rows: int = 65536):
+    """(first row, float16 block) over a group's rows."""
+    parts = {s.start: p for s, p in zip(emb.shards, emb.parts)}
+    for shard in group:
+        for i in range(0, shard.rows, block_rows):
+            yield shard.start + i, parts[shard.start][i : i + block_rows]
+
+
+def write_index(index: faiss.Index, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    faiss.write_index(index, str(tmp))
+    os.replace(tmp, path)
+
+
+def exact_knn(emb: ShardedEmbeddings, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k inner products of xq over every stored row, streaming the shards."""
+    heap = faiss.ResultHeap(len(xq), k, keep_max=True)
+    for start, block in emb.iter_blocks():
+        D, I = faiss.knn(xq, block, min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
+        pad = k - D.shape[1]
+        heap.add_result(np.pad(D, ((0, 0), (0, pad)), constant_values=-np.inf),
+                        np.pad(I + start, ((0, 0), (0, pad)), constant_values=-1))
+    heap.finalize()
+    return heap.D, heap.I
+
+
+def recall_at_k(D: np.ndarray, D_true: np.ndarray, k: int) -> float:
+    """Share of the true top-k found, judged by score so that exact ties (duplicate sentences) count as found.
+
+    Both score sets are inner products of the same stored fp16 vectors, so they agree to float32 rounding."""
+    valid = D_true[:, :k] > -np.inf
+    kth = np.where(valid, D_true[:, :k], np.inf).min(1, keepdims=True) - 1e-5  # the k-th (or last) true score
+    found = np.minimum(((D[:, :k] >= kth) & (D[:, :k] > -np.inf)).sum(1), valid.sum(1))
+    return float(found.sum() / max(valid.sum(), 1))
+
+
+def calibrate(search, emb: ShardedEmbeddings, nlist: int, rerank: int, *, k: int = 10,
+              target: float = CALIBRATION_TARGET, queries: int = CALIBRATION_QUERIES,
+              seed: int = 1) -> tuple[int, int, list[dict[str, float]]]:
+    """The cheapest (nprobe, rerank) whose recall@k reaches `target`, queries being sampled stored vectors.
+
+    `search(xq, k, nprobe, rerank)` → (D, I) is the index's own search. nprobe doubles from 1; when doubling
+    stops helping (the candidates, not the lists, are missing), the re-ranked candidates double instead, up to
+    8× `rerank`. A query's own row is removed from both result lists, so recall is measured on its neighbours.
+    Returns (nprobe, rerank, curve); if the target is out of reach, the best point found.
+    """
+    rows = sample_rows(emb.ntotal, queries, seed)
+    xq = emb.take(rows)
+    D_true, _ = _without_self(*exact_knn(emb, xq, k + 1), rows, k)
+    curve: list[dict[str, float]] = []
+    for candidates in (rerank, 2 * rerank, 4 * rerank, 8 * rerank):
+        nprobe = 1
+        while True:
+            D, _ = _without_self(*search(xq, k + 1, nprobe, candidates), rows, k)
+            curve.append({"nprobe": nprobe, "rerank": candidates, "recall": round(recall_at_k(D, D_true, k), 4)})
+            if curve[-1]["recall"] >= target:
+                return nprobe, candidates, curve
+            flat = len(curve) > 1 and curve[-2]["rerank"] == candidates and \
+                curve[-1]["recall"] - curve[-2]["recall"] < 0.002 and nprobe >= 8
+            if nprobe >= nlist or flat:
+                break
+            nprobe = min(nprobe * 2, nlist)
+    best = max(curve, key=lambda c: (c["recall"], -c["rerank"], -c["nprobe"]))
+    return int(best["nprobe"]), int(best["rerank"]), curve
+
+
+def _without_self(D: np.ndarray, I: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    keep = I != rows[:, None]
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept entries first, in rank order
+    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
+
+
+def merge_ondisk(root: Path, trained_file: str, group_files: Sequence[str], name: str = "merged") -> dict:
+    """Merge the IVF groups into one index whose inverted lists live in `<name>.ivfdata`, memory-mapped when
+    opened (faiss OnDiskInvertedLists). Built in a temporary directory and moved in: never half-present."""
+    from faiss.contrib.ondisk import merge_ondisk as faiss_merge_ondisk
+
+    faiss_dir = root / "faiss"
+    tmp = faiss_dir / f"{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    index = faiss.read_index(str(root / trained_file))
+    with quiet_c_stdout():  # faiss reports the ivfdata resizing on stdout
+        faiss_merge_ondisk(index, [str(root / f) for f in group_files], str(tmp / f"{name}.ivfdata"))
+    # record where the data will live, so that opening it finds the name it expects (and says nothing)
+    invlists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+    invlists.filename = str((faiss_dir / f"{name}.ivfdata").resolve())
+    faiss.write_index(index, str(tmp / f"{name}.index"))
+    del index, invlists  # closes the ivfdata file
+    for suffix in (".ivfdata", ".index"):
+        os.replace(tmp / f"{name}{suffix}", faiss_dir / f"{name}{suffix}")
+    tmp.rmdir()
+    return {"file": f"faiss/{name}.index", "data": f"faiss/{name}.ivfdata",
+            "bytes": sum((faiss_dir / f"{name}{s}").stat().st_size for s in (".index", ".ivfdata"))}
+

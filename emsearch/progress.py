@@ -1,0 +1,46 @@
+"""Progress display for long jobs: a rich bar with rows/s and ETA, or a spinner for a stage; silent without a console."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:,.0f} rows/s", style="progress.data.speed")
+
+
+class _Silent:
+    def advance(self, rows: int) -> None:
+        pass
+
+
+class _Bar:
+    def __init__(self, progress: Progress, task):
+        self.progress, self.task = progress, task
+
+    def advance(self, rows: int) -> None:
+        self.progress.advance(self.task, rows)
+
+
+@contextmanager
+def bar(console: Console | None, label: str, total: int) -> Iterator[_Bar | _Silent]:
+    """`with bar(console, "encoding", n) as b: b.advance(rows)`."""
+    if console is None or total == 0:
+        yield _Silent()
+        return
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    with progress:
+        yield _Bar(progress, progress.add_task(label, total=total))
+
+
+def stage(console: Console | None, label: str):
+    """A spinner while a stage without a row count runs (training, calibration, merging)."""
+    return console.status(f"{label}…") if console is not None else nullcontext()

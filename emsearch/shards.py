@@ -1,0 +1,151 @@
+"""Embedding shards (fp16 `.npy`, one per row range) and the index manifest (JSON), both written atomically.
+
+An index directory holds `manifest.json` and `embeddings/00000.npy`, `embeddings/00001.npy`, ...: shard i holds
+the unit vectors of global rows [start, stop) in float16. Every file is written under a temporary name and renamed
+into place, and the manifest records each shard's row range and SHA-256, so a shard named in the manifest is
+whole, and a rerun after a crash can tell a finished shard from a missing or damaged one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INDEX_FORMAT = "emsearch-index-1"
+MANIFEST = "manifest.json"
+EMBEDDINGS_DIR = "embeddings"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One embedding file: global rows [start, stop), its checksum, and how many of its texts were truncated."""
+
+    index: int
+    start: int
+    stop: int
+    file: str  # relative to the index directory
+    sha256: str
+    truncated: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Shard:
+        return cls(**d)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def replace_atomically(tmp: Path, path: Path) -> None:
+    """fsync `tmp`, then rename it over `path`: readers see the old file or the new one, never a part."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def shard_path(root: Path, index: int) -> Path:
+    return root / EMBEDDINGS_DIR / f"{index:05d}.npy"
+
+
+def write_shard(root: Path, index: int, start: int, vectors: np.ndarray, truncated: int = 0) -> Shard:
+    """Save `vectors` (rows, dim) as float16 shard `index` covering rows [start, start + rows)."""
+    path = shard_path(root, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(vectors, dtype=np.float16), allow_pickle=False)
+    replace_atomically(tmp, path)
+    return Shard(index, start, start + len(vectors), str(path.relative_to(root)), file_sha256(path), truncated)
+
+
+def shard_is_valid(root: Path, shard: Shard) -> bool:
+    """True when the shard file exists and its checksum is the recorded one."""
+    path = root / shard.file
+    return path.is_file() and file_sha256(path) == shard.sha256
+
+
+def load_shard(root: Path, shard: Shard, dim: int) -> np.ndarray:
+    """The shard as a read-only float16 memory map of shape (rows, dim)."""
+    path = root / shard.file
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable embedding shard ({e}); rerun emsearch build-index") from None
+    if x.dtype != np.float16 or x.shape != (shard.rows, dim):
+        raise ValueError(f"{path}: holds {x.dtype}{x.shape}, expected float16{(shard.rows, dim)}; "
+                         "rerun emsearch build-index")
+    return x
+
+
+class ShardedEmbeddings:
+    """All shards of an index as one virtual (ntotal, dim) float16 matrix, memory-mapped."""
+
+    def __init__(self, root: Path, shards: Sequence[Shard], dim: int):
+        self.shards = sorted(shards, key=lambda s: s.start)
+        self.dim = dim
+        self.parts = [load_shard(root, s, dim) for s in self.shards]
+        self.starts = np.array([s.start for s in self.shards], dtype=np.int64)
+        self.ntotal = self.shards[-1].stop if self.shards else 0
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (any order, repeats allowed) as float32 (len(rows), dim)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.ntotal):
+            raise ValueError(f"row numbers must lie in [0, {self.ntotal}); got {rows.min()}..{rows.max()}")
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        for s in np.unique(which):
+            sel = np.nonzero(which == s)[0]
+            local = rows[sel] - self.starts[s]
+            order = np.argsort(local, kind="stable")  # sorted reads are kinder to the page cache
+            out[sel[order]] = self.parts[s][local[order]]
+        return out
+
+    def iter_blocks(self, block_rows: int = 65536):
+        """(start, float32 block) over all rows in order, `block_rows` at a time: bounded memory."""
+        for shard, part in zip(self.shards, self.parts):
+            for i in range(0, shard.rows, block_rows):
+                yield shard.start + i, np.asarray(part[i : i + block_rows], dtype=np.float32)
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    """The manifest of the index directory `root`, or None when it has none."""
+    path = root / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is corrupt ({e}); rebuild with emsearch build-index --overwrite") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
+        raise ValueError(f"{path}: not an emsearch index manifest (format {INDEX_FORMAT} expected)")
+    return manifest
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    path = root / MANIFEST
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    replace_atomically(tmp, path)
+
+
+def manifest_shards(manifest: dict[str, Any]) -> list[Shard]:
+    return [Shard.from_json(s) for s in manifest.get("shards", [])]

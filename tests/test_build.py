@@ -1,0 +1,222 @@
+"""`build-index`: resumable after SIGKILL, reuses what is finished, refuses what it must, and every bad input is a
+one-line error that leaves nothing that looks finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import synthetic_pairs
+from emsearch.build import BuildConfig, BuildError, build_index, default_out
+from emsearch.cli import main
+from emsearch.index import Index, IndexOpenError
+from emsearch.shards import read_manifest
+
+
+def write_corpus(path: Path, n: int, seed: int = 0) -> list[str]:
+    eng, deu = synthetic_pairs(n, seed)
+    texts = eng + deu
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(2 * n)], "lang": ["en"] * n + ["de"] * n,
+                             "text": texts}), path)
+    return texts
+
+
+def config(corpus, out, model, **kw):
+    return BuildConfig(input=str(corpus), out=str(out), model=str(model), id_column="id", **kw)
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    argv = sys.argv
+    sys.argv = ["emsearch", *map(str, args)]
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main()
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def assert_every_row_once(out: Path, ids: list[str], texts: list[str]) -> None:
+    with Index.open(out) as index:
+        assert index.ntotal == len(ids)
+        records = index.records(range(index.ntotal))
+        assert [r.id for r in records] == ids and [r.text for r in records] == texts
+        assert sum(index.languages().values()) == len(ids)
+        # no stored vector is missing from the FAISS side: each finds itself (or an equal) first
+        xq = index.embeddings(np.arange(index.ntotal))
+        D, _ = index.search_vectors(xq, 1)
+        assert (D[:, 0] >= (xq * xq).sum(1) - 1e-4).all()
+        # and each row's vector is its own text's, in every shard
+        rows = np.random.default_rng(0).choice(index.ntotal, 120, replace=False)
+        expected = index.encoder.encode([texts[r] for r in rows]).astype(np.float16).astype(np.float32)
+        np.testing.assert_allclose(xq[rows], expected, atol=2e-3)
+
+
+def test_sigkill_then_rerun_gives_every_row_exactly_once(tiny_model, tmp_path):
+    corpus = tmp_path / "big.parquet"
+    texts = write_corpus(corpus, 3000)
+    out = tmp_path / "idx"
+    args = [sys.executable, "-m", "emsearch.cli", "build-index", corpus, "--out", out, "--model", tiny_model,
+            "--id-column", "id", "--shard-size", "250"]
+    proc = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+
+    def shards_recorded() -> int:
+        try:
+            return len((read_manifest(out) or {}).get("shards", []))
+        except ValueError:
+            return 0
+
+    while shards_recorded() == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = read_manifest(out)
+    assert killed is not None and not killed["complete"], "the build finished before it could be killed"
+    with pytest.raises(IndexOpenError, match="unfinished build; rerun emsearch build-index"):
+        Index.open(out)
+    done_before = {s["file"]: (out / s["file"]).stat().st_mtime_ns for s in killed["shards"]}
+    assert 1 <= len(done_before) < 24
+
+    manifest = build_index(config(corpus, out, tiny_model, shard_size=250))
+    assert manifest["complete"] and len(manifest["shards"]) == 24
+    for file, mtime in done_before.items():  # finished shards were reused, not re-encoded
+        assert (out / file).stat().st_mtime_ns == mtime
+    assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
+
+
+def test_resume_redoes_only_damaged_shards_and_reindex_reuses_embeddings(tiny_model, tmp_path):
+    corpus = tmp_path / "c.parquet"
+    texts = write_corpus(corpus, 400)
+    out = tmp_path / "idx"
+    first = build_index(config(corpus, out, tiny_model, shard_size=200))
+    assert first["index"]["params"]["kind"] == "flat" and len(first["shards"]) == 4
+    mtimes = {s["file"]: (out / s["file"]).stat().st_mtime_ns for s in first["shards"]}
+    # a crash mid-build: shard 2 lost, the manifest not yet complete
+    (out / first["shards"][2]["file"]).unlink()
+    (out / "manifest.json").write_text(json.dumps({**first, "complete": False}), encoding="utf-8")
+    again = build_index(config(corpus, out, tiny_model, shard_size=200))
+    assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in first["shards"]]  # deterministic
+    changed = [f for f, t in mtimes.items() if (out / f).stat().st_mtime_ns != t]
+    assert changed == [first["shards"][2]["file"]]
+    # same input, other index options: only the FAISS stage is redone
+    ivf = build_index(config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4"))
+    assert ivf["index"]["params"]["kind"] == "ivf" and ivf["index"]["nprobe"] >= 1
+    assert all((out / f).stat().st_mtime_ns == t for f, t in mtimes.items() if f not in changed)
+    assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
+    # unchanged request: nothing to do
+    assert build_index(config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4")) == ivf
+
+
+def test_process_pool_workers_write_the_same_vectors(tiny_model, tmp_path):
+    corpus = tmp_path / "c.parquet"
+    write_corpus(corpus, 150)
+    one = build_index(config(corpus, tmp_path / "one", tiny_model, shard_size=100, window_rows=64))
+    two = build_index(config(corpus, tmp_path / "two", tiny_model, shard_size=100, window_rows=64, workers=2))
+    for a, b in zip(one["shards"], two["shards"]):
+        x, y = (np.load(root / s["file"]) for root, s in ((tmp_path / "one", a), (tmp_path / "two", b)))
+        np.testing.assert_allclose(x.astype(np.float32), y.astype(np.float32), atol=2e-3)
+
+
+def test_output_directory_guards(tiny_model, tmp_path):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    write_corpus(a, 50, seed=1)
+    write_corpus(b, 50, seed=2)
+    out = tmp_path / "idx"
+    build_index(config(a, out, tiny_model))
+    with pytest.raises(BuildError, match=r"holds an index of .*a\.parquet .*--name or --out, or pass --overwrite"):
+        build_index(config(b, out, tiny_model))
+    replaced = build_index(config(b, out, tiny_model, overwrite=True))
+    assert replaced["input"]["path"].endswith("b.parquet") and replaced["complete"]
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(BuildError, match="exists and is not an emsearch index"):
+        build_index(config(a, tmp_path / "junk", tiny_model, overwrite=True))
+    assert (tmp_path / "junk" / "notes.txt").exists()
+    # the same input file, changed: a finished index is protected, an unfinished build starts over
+    write_corpus(b, 60, seed=3)
+    with pytest.raises(BuildError, match=r"holds an index of an older version of this input.*bytes, mtime_ns differ"):
+        build_index(config(b, out, tiny_model))
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    (out / "manifest.json").write_text(json.dumps({**manifest, "complete": False}), encoding="utf-8")
+    with pytest.raises(BuildError, match=r"unfinished build of an older .* shard_size differ\); rerun with the same"):
+        build_index(config(b, out, tiny_model, shard_size=7))
+    assert build_index(config(b, out, tiny_model))["counts"]["rows"] == 120
+    assert default_out("data/news.de.parquet") == Path("indexes/news.de")
+    assert default_out("x.parquet", "mine") == Path("indexes/mine")
+
+
+def test_cli_builds_and_info_describes(tiny_model, tmp_path, capsys):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"lang": "de" if i % 2 else "en", "text": f"ka{i:03d} ka001"}) + "\n"
+                              for i in range(60)) + json.dumps({"lang": "de", "text": "  "}) + "\n", encoding="utf-8")
+    code, _, err = cli(capsys, "build-index", corpus, "--out", tmp_path / "idx", "--model", tiny_model)
+    assert code == 0 and "60 rows in 2 language(s)" in err
+    code, out, _ = cli(capsys, "info", tmp_path / "idx", "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["complete"] and facts["counts"]["skipped_empty"] == 1
+    assert facts["counts"]["languages"] == {"deu": 30, "eng": 30} and facts["index"]["params"]["factory"] == "Flat"
+    assert facts["bytes"]["embeddings"] > 60 * 64 * 2 and facts["bytes_per_vector"] > 128
+    code, out, _ = cli(capsys, "info", tmp_path / "idx")
+    assert code == 0 and "deu 30, eng 30" in out and "bytes/vector" in out
+
+
+def one_line_error(capsys, *args) -> str:
+    code, _, err = cli(capsys, *args)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err
+    assert lines[-1].startswith("error: ")
+    return " ".join(lines)  # rich may wrap the one message on a narrow terminal
+
+
+@pytest.mark.parametrize("name, content, extra, message", [
+    ("empty.jsonl", b"", [], "the file is empty"),
+    ("nocol.jsonl", b'{"lang": "de", "sentence": "x"}\n', [], "no column 'text' (columns: lang, sentence)"),
+    ("bad.txt", b"ok\nbad \xc3\x28 byte\n", ["--lang", "de"], "bad.txt:2: not valid UTF-8"),
+    ("plain.txt", b"hello\n", [], "give its language with --lang"),
+    ("dups.tsv", b"id\tlang\ttext\na\tde\tone\nb\tde\ttwo\na\tde\tthree\n", ["--id-column", "id"],
+     "duplicate id 'a' (rows 0 and 2)"),
+    ("blank.jsonl", b'{"lang": "de", "text": null}\n', [], "no text to index"),
+])
+def test_bad_input_is_one_line_and_never_complete(tiny_model, tmp_path, capsys, name, content, extra, message):
+    corpus = tmp_path / name
+    corpus.write_bytes(content)
+    out = tmp_path / "idx"
+    err = one_line_error(capsys, "build-index", corpus, "--out", out, "--model", tiny_model, *extra)
+    assert message in err
+    manifest = read_manifest(out)
+    assert manifest is None or not manifest["complete"]
+
+
+def test_long_line_is_truncated_with_a_warning(tiny_model, tmp_path, capsys):
+    corpus = tmp_path / "long.txt"
+    corpus.write_text("ka001 ka002\n" + "ka003 " * 170_000 + "\nka004\n", encoding="utf-8")  # a 1 MB line
+    code, _, err = cli(capsys, "build-index", corpus, "--out", tmp_path / "idx", "--model", tiny_model,
+                       "--lang", "en")
+    assert code == 0 and "1 texts were longer than the model's 32 tokens and were truncated" in err
+    with Index.open(tmp_path / "idx") as index:
+        assert index.ntotal == 3 and index.manifest["counts"]["truncated"] == 1
+        assert len(index.records([1])[0].text) > 1_000_000  # the store keeps the full text
+
+
+def test_flag_errors(tiny_model, tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a\n", encoding="utf-8")
+    assert "give --name or --out, not both" in one_line_error(
+        capsys, "build-index", corpus, "--name", "x", "--out", tmp_path / "o", "--lang", "en")
+    assert "cannot read 'lots' as a memory size" in one_line_error(
+        capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--max-index-memory", "lots")
+    assert "not a faiss factory string" in one_line_error(
+        capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--model", tiny_model,
+        "--index-factory", "IVF4,Bogus")

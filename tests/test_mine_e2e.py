@@ -1,0 +1,175 @@
+"""End to end: encode → index → mine recovers the true pairs; margins see the whole target side; output files,
+resumption, the default threshold and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import synthetic_pairs
+from test_eval import run_cli
+from toy_index import build_toy_index
+from emsearch.encoder import Encoder
+from emsearch.index import Index
+from emsearch.mine import MineConfig, mine_indexes, mine_to_file
+from emsearch.mining import exact_knn, mine
+
+DUP_ENG, DUP_DEU = (s[0] for s in synthetic_pairs(1, seed=99))
+# one German sentence twice and its translation once: fwd mining pairs both copies with it
+EXTRA = (("de-dup-a", "deu", DUP_DEU), ("de-dup-b", "deu", DUP_DEU), ("en-dup", "eng", DUP_ENG))
+
+
+@pytest.fixture(scope="module")
+def toy(tiny_model, tmp_path_factory):
+    return build_toy_index(tmp_path_factory.mktemp("mine_index"), tiny_model, extra=EXTRA)
+
+
+@pytest.fixture
+def index(toy):  # per test: LMDB allows one open environment per path and process, and the CLI opens its own
+    with Index.open(toy.path) as idx:
+        yield idx
+
+
+def true_pairs(toy) -> set[tuple[str, str]]:
+    return {(f"de-{i}", f"en-{i}") for i in range(len(toy.deu))} | {("de-dup-a", "en-dup"), ("de-dup-b", "en-dup")}
+
+
+def test_mining_recovers_the_true_pairs(toy, index, tmp_path):
+    result = mine_to_file(index, index, MineConfig("de", "en"), tmp_path / "pairs.parquet")
+    table = pq.read_table(result.output)
+    assert table.column_names == ["src_id", "tgt_id", "score", "src_text", "tgt_text"]
+    rows = table.to_pylist()
+    assert result.written == len(rows) and result.src_sentences == 150 + 60 + 2
+    mined = [(r["src_id"], r["tgt_id"]) for r in rows]
+    assert len(set(mined)) == len(mined)
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    gold = true_pairs(toy)
+    # chance would be ~1/210 per pair; the tiny model gets ~75% of the pairs right, at any cut-off
+    assert sum(p in gold for p in mined[:100]) > 60
+    assert sum(p in gold for p in mined) > 0.6 * len(toy.deu)
+    for r in rows[:20]:
+        if (r["src_id"], r["tgt_id"]) in gold and r["src_id"].startswith("de-") and r["src_id"][3:].isdigit():
+            i = int(r["src_id"][3:])
+            assert (r["src_text"], r["tgt_text"]) == (toy.deu[i], toy.eng[i])
+    meta = json.loads(table.schema.metadata[b"emsearch"])
+    assert meta["config"]["src"] == "deu" and meta["model_id"] == index.model_id
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.partial"))
+
+
+def test_margin_neighbourhoods_span_every_shard(toy, index):
+    """Mining through the sharded index equals mining with exact kNN over all sentences of each language."""
+    assert len(index.manifest["shards"]) > 3
+    x_rows, y_rows = index.rows_of_lang("deu"), index.rows_of_lang("eng")
+    x, y = index.embeddings(x_rows), index.embeddings(y_rows)
+    for mode in ("max", "intersect"):
+        expected = mine(*exact_knn(x, y, 4), *exact_knn(y, x, 4), mode=mode)
+        pairs, nx, ny = mine_indexes(index, index, MineConfig("deu", "eng", mode=mode, chunk=50))
+        assert (nx, ny) == (len(x_rows), len(y_rows))
+        assert np.array_equal(pairs.src, x_rows[expected.src]) and np.array_equal(pairs.tgt, y_rows[expected.tgt])
+        assert np.allclose(pairs.score, expected.score, atol=1e-5)
+
+
+def test_ivf_index_with_language_selector(tiny_model, tmp_path, monkeypatch):
+    """The approximate path (IVF over all shards, restricted to a language by a FAISS selector) with every list
+    probed finds the same neighbours as exact search."""
+    import emsearch.index as index_module
+    from emsearch.build import BuildConfig, build_index
+
+    toy = build_toy_index(tmp_path, tiny_model)
+    build_index(BuildConfig(input=str(tmp_path / "corpus.parquet"), out=str(tmp_path / "ivf"), model=str(tiny_model),
+                            id_column="id", shard_size=64, index_factory="IVF4,Flat"))
+    monkeypatch.setattr(index_module, "EXACT_SUBSET_ROWS", 0)
+    with Index.open(tmp_path / "ivf") as ivf, Index.open(toy.path) as flat:
+        assert ivf.manifest["index"]["params"]["kind"] == "ivf"
+        got, _, _ = mine_indexes(ivf, ivf, MineConfig("de", "en", nprobe=4))
+        want, _, _ = mine_indexes(flat, flat, MineConfig("de", "en"))
+    assert np.array_equal(got.src, want.src) and np.array_equal(got.tgt, want.tgt)
+
+
+def test_duplicate_text_pairs_are_written_once(toy, index, tmp_path):
+    out = tmp_path / "pairs.tsv"
+    result = mine_to_file(index, index, MineConfig("de", "en", mode="fwd"), out, "tsv")
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "src_id\ttgt_id\tscore\tsrc_text\ttgt_text"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert all(len(r) == 5 for r in rows) and len(rows) == result.written
+    dup_rows = [r for r in rows if r[3] == DUP_DEU and r[4] == DUP_ENG]
+    assert len(dup_rows) == 1 and result.duplicates >= 1
+    texts = [(r[3], r[4]) for r in rows]
+    assert len(set(texts)) == len(texts)
+
+
+def test_interrupted_run_resumes_from_cached_chunks(index, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    cfg = MineConfig("de", "en", chunk=40)
+    first, _, _ = mine_indexes(index, index, cfg, work_dir=work)
+    assert len(list(work.glob("fwd-*.I.npy"))) == 6 and (work / "job.json").is_file()
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched although every chunk was cached")
+
+    with monkeypatch.context() as m:
+        m.setattr(index, "search_vectors", no_search)
+        again, _, _ = mine_indexes(index, index, cfg, work_dir=work)
+    assert np.array_equal(first.src, again.src) and np.array_equal(first.score, again.score)
+    # another job (k differs) must not reuse the cache
+    (work / "fwd-000000.I.npy").unlink()  # a chunk lost in a crash is simply redone
+    other, _, _ = mine_indexes(index, index, MineConfig("de", "en", chunk=40, k=3), work_dir=work)
+    assert json.loads((work / "job.json").read_text())["k"] == 3
+    assert np.load(work / "fwd-000000.I.npy").shape[1] == 3 and len(other) > 0
+
+
+def test_cli_threshold_default_from_bundle_and_override(toy, tiny_model, tmp_path, capsys, monkeypatch):
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_model, bundle)
+    info = json.loads((bundle / "config.json").read_text())
+    info["mining_threshold"] = 1e9  # nothing can score this high: the default must be applied
+    (bundle / "config.json").write_text(json.dumps(info))
+    out = tmp_path / "pairs.tsv"
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "--model", str(bundle), "-o", str(out)]
+    code, _, err = run_cli(base, capsys, monkeypatch)
+    assert code == 0, err
+    assert out.read_text().splitlines()[1:] == [] and "0 pairs" in err
+    code, _, err = run_cli(base + ["--threshold", "1.003"], capsys, monkeypatch)
+    assert code == 0, err
+    scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
+    assert scores and min(scores) >= 1.003
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--src", "xx1", "--tgt", "en"], "unknown language"),
+    (["--src", "fr", "--tgt", "en"], "no fra sentences"),
+    (["--src", "de", "--tgt", "deu"], "both deu"),
+    (["--src", "de", "--tgt", "en", "--mode", "best"], "retrieval mode"),
+    (["--src", "de", "--tgt", "en", "--k", "0"], "k must be"),
+    (["--src", "de", "--tgt", "en", "--format", "csv"], "output format"),
+])
+def test_cli_bad_input(toy, extra, message, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "pairs.parquet"
+    code, _, err = run_cli(["mine", "--index", str(toy.path), "-o", str(out), *extra], capsys, monkeypatch)
+    assert code == 2 and message in err, err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_cli_two_indexes_must_share_the_model(toy, tiny_model, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "pairs.parquet"
+    base = ["mine", "--src", "de", "--tgt", "en", "-o", str(out)]
+    code, _, err = run_cli(base + ["--src-index", str(toy.path)], capsys, monkeypatch)
+    assert code == 2 and "go together" in err
+    code, _, err = run_cli(base + ["--src-index", str(toy.path), "--tgt-index", str(toy.path)], capsys, monkeypatch)
+    assert code == 0, err
+    assert pq.read_table(out).num_rows > 100
+    # a model with other weights (another model id) cannot search this index
+    other = tmp_path / "other-model"
+    encoder = Encoder.load(tiny_model, device="cpu")
+    with np.errstate(all="ignore"):
+        next(encoder.model.parameters()).data.mul_(1.01)
+    encoder.save(other)
+    code, _, err = run_cli(base + ["--index", str(toy.path), "--model", str(other)], capsys, monkeypatch)
+    assert code == 2 and "was built with model" in err and len(err.strip().splitlines()) == 1

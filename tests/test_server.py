@@ -1,0 +1,189 @@
+"""The HTTP service on a real toy index: the JSON API, bad requests (4xx, the service keeps serving), concurrent
+requests, and the search page in headless Chromium where it is installed."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import subprocess
+import threading
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from test_query import HIT_KEYS
+from toy_index import build_toy_index
+from emsearch.index import Index
+from emsearch.server import Limits, SearchService, make_server
+
+
+@pytest.fixture(scope="module")
+def toy(tiny_model, tmp_path_factory):
+    return build_toy_index(tmp_path_factory.mktemp("server_index"), tiny_model)
+
+
+@pytest.fixture(scope="module")
+def server(toy):
+    with Index.open(toy.path) as index:
+        httpd = make_server(SearchService(index, Limits(max_body=4096, max_k=20, max_texts=8)), "127.0.0.1", 0,
+                            quiet=True)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        yield httpd.server_address[1], index
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+def call(port: int, method: str, path: str, body: bytes | None = None,
+         headers: dict | None = None) -> tuple[int, dict | str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read().decode("utf-8")
+        is_json = response.getheader("Content-Type", "").startswith("application/json")
+        return response.status, json.loads(data) if is_json else data
+    finally:
+        conn.close()
+
+
+def search(port: int, payload) -> tuple[int, dict]:
+    return call(port, "POST", "/search", json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+
+def test_health_and_info(server):
+    port, index = server
+    assert call(port, "GET", "/health") == (200, {"status": "ok"})
+    status, info = call(port, "GET", "/info")
+    assert status == 200 and info["ntotal"] == index.ntotal == 420 and info["model_id"] == index.model_id
+    assert info["languages"] == {"deu": 210, "eng": 210} and info["limits"]["max_k"] == 20
+
+
+def test_search(server, toy):
+    port, index = server
+    status, body = search(port, {"texts": [toy.deu[3], toy.eng[5]], "k": 4, "langs": ["en"]})
+    assert status == 200 and len(body["results"]) == 2
+    first, second = body["results"]
+    assert all(set(h) == HIT_KEYS for h in first + second)
+    assert [h["rank"] for h in first] == [1, 2, 3, 4] and all(h["lang"] == "eng" for h in first + second)
+    assert first[0]["id"] == "en-3" and first[0]["query"] == toy.deu[3] and second[0]["query_index"] == 1
+    assert second[0]["id"] == "en-5" and second[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    direct = index.search([toy.deu[3]], k=4, langs=["eng"])[0]
+    assert [h["id"] for h in first] == [h.id for h in direct]
+
+
+@pytest.mark.parametrize("payload, status, message", [
+    ({"k": 3}, 400, "missing \"texts\""),
+    ({"texts": "hello"}, 400, "list"),
+    ({"texts": []}, 400, "no query"),
+    ({"texts": ["  "]}, 400, "empty"),
+    ({"texts": ["hi"], "k": 0}, 400, "k must be"),
+    ({"texts": ["hi"], "k": 21}, 400, "k must be"),
+    ({"texts": ["hi"], "k": "5"}, 400, "k must be"),
+    ({"texts": ["hi"], "langs": ["xx9"]}, 400, "unknown language"),
+    ({"texts": ["hi"], "langs": ["fr"]}, 400, "not in the index"),
+    ({"texts": ["hi"] * 9}, 400, "at most 8"),
+    ({"texts": ["hi"], "kk": 3}, 400, "unknown field"),
+    (["hi"], 400, "JSON object"),
+])
+def test_bad_requests(server, payload, status, message):
+    port, _ = server
+    got, body = search(port, payload)
+    assert got == status and message in body["error"], body
+
+
+def test_malformed_http(server):
+    port, _ = server
+    status, body = call(port, "POST", "/search", b"{not json", {"Content-Type": "application/json"})
+    assert status == 400 and "not valid UTF-8 JSON" in body["error"]
+    status, body = call(port, "POST", "/search", b"\xff\xfe", {"Content-Type": "application/json"})
+    assert status == 400
+    status, body = call(port, "POST", "/search", None, {"Content-Length": "99999999"})
+    assert status == 413 and "at most 4096" in body["error"]
+    status, body = call(port, "POST", "/search", None, {"Content-Length": "ten"})
+    assert status == 400
+    assert call(port, "GET", "/search")[0] == 405
+    assert call(port, "POST", "/health", b"{}")[0] == 405
+    assert call(port, "GET", "/nope")[0] == 404
+    assert call(port, "DELETE", "/info")[0] == 405
+    # still serving after all of that
+    assert call(port, "GET", "/health") == (200, {"status": "ok"})
+    assert search(port, {"texts": ["ka001 ka002"], "k": 1})[0] == 200
+
+
+def test_concurrent_requests_get_their_own_answers(server, toy):
+    port, _ = server
+    queries = toy.deu[:24]
+    expected = [search(port, {"texts": [q], "k": 3, "langs": ["eng"]})[1]["results"][0] for q in queries]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda q: search(port, {"texts": [q], "k": 3, "langs": ["eng"]}), queries))
+    assert all(status == 200 for status, _ in got)
+    assert [body["results"][0] for _, body in got] == expected
+
+
+def test_search_page_served(server):
+    port, _ = server
+    status, page = call(port, "GET", "/")
+    assert status == 200 and "<form" in page and 'fetch("search"' in page
+    assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched from elsewhere
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium (Debian's chromium) not installed")
+def test_search_page_in_chromium(server, toy, tmp_path):
+    """The page reads ?q= and &lang=, calls /info and /search, and renders the hits with language tags."""
+    port, _ = server
+    url = f"http://127.0.0.1:{port}/?" + urllib.parse.urlencode({"q": toy.deu[9], "lang": "eng", "k": 5})
+    result = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+         "--dump-dom", url],
+        capture_output=True, text=True, timeout=120)
+    dom = result.stdout
+    assert result.returncode == 0 and "<ol" in dom, result.stderr[-2000:]
+    assert dom.count('class="hit"') == 5, dom[-3000:]
+    assert dom.count('<span class="lang">eng</span>') == 5
+    assert 'data-id="en-9"' in dom and toy.eng[9] in dom
+    assert "5 results" in dom and '<option value="deu">' in dom
+
+
+def test_serve_command(toy, tmp_path, capsys, monkeypatch):
+    """`emsearch serve` with no INDEX picks the only index under ./indexes, serves, and stops on Ctrl-C."""
+    import os
+    import signal
+    import socket
+    import sys
+    import time
+
+    from test_eval import run_cli
+
+    (tmp_path / "indexes").mkdir()
+    (tmp_path / "indexes" / "toy").symlink_to(toy.path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "emsearch.cli", "serve", "--port", str(port), "--quiet"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        deadline = time.monotonic() + 180  # a loaded CI machine takes a while to import torch
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if call(port, "GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        status, info = call(port, "GET", "/info")
+        assert status == 200 and info["index"] == "toy"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert f"http://127.0.0.1:{port}/" in err and proc.returncode == 130
+
+    (tmp_path / "indexes" / "other").mkdir()
+    (tmp_path / "indexes" / "other" / "manifest.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["serve", "--port", str(port)], capsys, monkeypatch)
+    assert code == 2 and "choose one with --index" in err and len(err.strip().splitlines()) == 1
