@@ -11,18 +11,6 @@ import typer
 from emsearch.cli.app import app, console
 
 
-def read_lines(path: Path) -> list[str]:
-    """One sentence per line; invalid UTF-8 is an error naming the line (row i must stay line i)."""
-    lines = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                lines.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError:
-                raise ValueError(f"{path}:{lineno}: not valid UTF-8; re-encode the file as UTF-8") from None
-    return lines
-
-
 @app.command("embed")
 def embed_command(
     input: Path = typer.Argument(..., help="Text file (one sentence per line) or parquet (with --column)."),
@@ -34,6 +22,7 @@ def embed_command(
 ) -> None:
     """Encode sentences into an .npy matrix of unit vectors."""
     from emsearch.encoder import Encoder
+    from emsearch.evaluate import read_text_lines
     from emsearch.languages import normalize_lang
 
     if lang is not None:
@@ -50,7 +39,7 @@ def embed_command(
             raise ValueError(f"{input}: no column {column!r} (columns: {', '.join(names)})")
         texts = [t or "" for t in pq.read_table(input, columns=[column]).column(column).to_pylist()]
     else:
-        texts = read_lines(input)
+        texts = read_text_lines(input)
     if not texts:
         raise ValueError(f"{input}: the file is empty")
     vectors = Encoder.load(model).encode(texts, batch_tokens=batch_tokens, progress=len(texts) > 5000)
