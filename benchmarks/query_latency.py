@@ -56,7 +56,7 @@ def timed_single(index, xq: np.ndarray, **kw) -> tuple[list[float], np.ndarray]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="vectors in the index")
-    ap.add_argument("--dim", type=int, default=256, help="vector dimension (the shipped model's is 256)")
+    ap.add_argument("--dim", type=int, default=256, help="vector dimension")
     ap.add_argument("--queries", type=int, default=1000, help="single queries timed")
     ap.add_argument("--batch", type=int, default=256, help="queries per call for the batched figure")
     ap.add_argument("--model", default=None, help="model bundle; default: the default model, else a stand-in")

@@ -46,15 +46,18 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def model_for(path: str | None, dim: int = 256) -> str:
-    """`path`, else the default model, else a stand-in: an untrained bundle of the shipped shape (`cpu-small`).
-
-    The stand-in gives an index its model identity and measures encoding cost; its vectors mean nothing.
+    """`path`, else the default model if its dimension is `dim`, else a stand-in: an untrained `cpu-small`-shaped
+    bundle of dimension `dim`. The stand-in gives an index its model identity and measures encoding cost; its
+    vectors mean nothing.
     """
+    import json
+
     from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
 
     if path is not None:
         return path
-    if (DEFAULT_MODEL_DIR / "config.json").is_file():
+    config = DEFAULT_MODEL_DIR / "config.json"
+    if config.is_file() and json.loads(config.read_text(encoding="utf-8"))["model"]["dim"] == dim:
         return str(DEFAULT_MODEL_DIR)
     out = Path(tempfile.gettempdir()) / f"emsearch-bench-model-{dim}"
     if (out / "config.json").is_file():

@@ -112,7 +112,8 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
         manifest["counts"]["languages"] = store.finalize()
     finally:
         store.close()
-    manifest.setdefault("seconds", {})["encode"] = round(time.perf_counter() - t0, 2)
+    seconds = manifest.setdefault("seconds", {})  # summed over the runs of a resumed build
+    seconds["encode"] = round(seconds.get("encode", 0) + time.perf_counter() - t0, 2)
     if corpus.skipped:
         say(f"skipped {corpus.skipped:,} empty or null texts")
     if manifest["counts"]["truncated"]:
@@ -293,7 +294,7 @@ def _build_faiss(out: Path, cfg: BuildConfig, manifest: dict[str, Any], encoder:
     if params.kind == "flat":
         return  # the exact index is the shards themselves, loaded into IndexFlatIP when opened
     (out / "faiss").mkdir(exist_ok=True)
-    emb = ShardedEmbeddings(out, shards, dim)
+    emb = ShardedEmbeddings(out, shards, dim, mmap=False)  # passes over every row: one shard resident at a time
     trained = _trained(out, manifest, params, emb, console)
     groups = group_shards(shards, params.group_rows)
     recorded = {g["file"]: g for g in info["groups"]}
@@ -323,7 +324,9 @@ def _build_faiss(out: Path, cfg: BuildConfig, manifest: dict[str, Any], encoder:
     if info["nprobe"] is None and params.kind == "ivf":
         t0 = time.perf_counter()
         with stage(console, f"calibrating nprobe for recall@10 ≥ {CALIBRATION_TARGET}"):
-            index = Index(out, manifest, encoder, emb, Store.open(out / "store"), load_faiss(out, manifest, emb))
+            mapped = ShardedEmbeddings(out, shards, dim)  # as queries see it
+            store = Store.open(out / "store")
+            index = Index(out, manifest, encoder, mapped, store, load_faiss(out, manifest, mapped))
             info["nprobe"], info["rerank"], info["calibration"] = calibrate(
                 lambda xq, k, p, r: index.search_vectors(xq, k, nprobe=p, rerank=r), emb, params.nlist,
                 params.rerank)

@@ -259,7 +259,7 @@ def load_faiss(path: Path, manifest: dict[str, Any], embeddings: ShardedEmbeddin
     if info["params"]["kind"] == "flat":
         flat = faiss.IndexFlatIP(embeddings.dim)  # positions are the global rows: no id map needed
         for _, block in embeddings.iter_blocks():
-            flat.add(block)
+            flat.add(np.asarray(block, dtype=np.float32))
         return [flat]
     if info.get("merged"):
         files = [(info["merged"]["file"], faiss.IO_FLAG_ONDISK_SAME_DIR)]

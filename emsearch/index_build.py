@@ -77,10 +77,7 @@ def populate_serialized(trained: np.ndarray, blocks: list[tuple[int, np.ndarray]
 
 def group_blocks(emb: ShardedEmbeddings, group: Sequence[Shard], block_rows: int = 65536):
     """(first row, float16 block) over a group's rows."""
-    parts = {s.start: p for s, p in zip(emb.shards, emb.parts)}
-    for shard in group:
-        for i in range(0, shard.rows, block_rows):
-            yield shard.start + i, parts[shard.start][i : i + block_rows]
+    return emb.iter_blocks(block_rows, shards=group)
 
 
 def write_index(index: faiss.Index, path: Path) -> None:
@@ -93,6 +90,7 @@ def exact_knn(emb: ShardedEmbeddings, xq: np.ndarray, k: int) -> tuple[np.ndarra
     """Exact top-k inner products of xq over every stored row, streaming the shards."""
     heap = faiss.ResultHeap(len(xq), k, keep_max=True)
     for start, block in emb.iter_blocks():
+        block = np.asarray(block, dtype=np.float32)
         D, I = faiss.knn(xq, block, min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
         pad = k - D.shape[1]
         heap.add_result(np.pad(D, ((0, 0), (0, pad)), constant_values=-np.inf),

@@ -96,14 +96,25 @@ def load_shard(root: Path, shard: Shard, dim: int) -> np.ndarray:
 
 
 class ShardedEmbeddings:
-    """All shards of an index as one virtual (ntotal, dim) float16 matrix, memory-mapped."""
+    """All shards of an index as one virtual (ntotal, dim) float16 matrix.
 
-    def __init__(self, root: Path, shards: Sequence[Shard], dim: int):
+    With `mmap` (queries) shards are memory-mapped. Without (build passes over every row), each access reads the
+    shard it needs with plain file reads and drops it after: resident memory stays bounded by one shard, where
+    touched pages of a mapping would stay resident for the life of the process.
+    """
+
+    def __init__(self, root: Path, shards: Sequence[Shard], dim: int, mmap: bool = True):
+        self.root = root
         self.shards = sorted(shards, key=lambda s: s.start)
         self.dim = dim
-        self.parts = [load_shard(root, s, dim) for s in self.shards]
+        self.mmap = mmap
+        self.parts = [load_shard(root, s, dim) for s in self.shards]  # validated; untouched maps cost nothing
         self.starts = np.array([s.start for s in self.shards], dtype=np.int64)
         self.ntotal = self.shards[-1].stop if self.shards else 0
+
+    def part(self, i: int) -> np.ndarray:
+        """Shard i's (rows, dim) float16 vectors."""
+        return self.parts[i] if self.mmap else np.load(self.root / self.shards[i].file, allow_pickle=False)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Rows (any order, repeats allowed) as float32 (len(rows), dim)."""
@@ -116,14 +127,17 @@ class ShardedEmbeddings:
             sel = np.nonzero(which == s)[0]
             local = rows[sel] - self.starts[s]
             order = np.argsort(local, kind="stable")  # sorted reads are kinder to the page cache
-            out[sel[order]] = self.parts[s][local[order]]
+            out[sel[order]] = self.part(s)[local[order]]
         return out
 
-    def iter_blocks(self, block_rows: int = 65536):
-        """(start, float32 block) over all rows in order, `block_rows` at a time: bounded memory."""
-        for shard, part in zip(self.shards, self.parts):
-            for i in range(0, shard.rows, block_rows):
-                yield shard.start + i, np.asarray(part[i : i + block_rows], dtype=np.float32)
+    def iter_blocks(self, block_rows: int = 65536, shards: Sequence[Shard] | None = None):
+        """(first row, float16 block) over all rows (or those of `shards`) in order, `block_rows` at a time."""
+        wanted = None if shards is None else {s.start for s in shards}
+        for i, shard in enumerate(self.shards):
+            if wanted is None or shard.start in wanted:
+                part = self.part(i)
+                for j in range(0, shard.rows, block_rows):
+                    yield shard.start + j, part[j : j + block_rows]
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:

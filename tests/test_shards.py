@@ -14,18 +14,20 @@ def unit(n, d, seed):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_shards_round_trip_and_take_across_shards(tmp_path):
+@pytest.mark.parametrize("mmap", [True, False])
+def test_shards_round_trip_and_take_across_shards(tmp_path, mmap):
     x = unit(25, 8, 0)
     shards = [write_shard(tmp_path, 0, 0, x[:10]), write_shard(tmp_path, 1, 10, x[10:20], truncated=2),
               write_shard(tmp_path, 2, 20, x[20:])]
     assert [(s.start, s.stop, s.truncated) for s in shards] == [(0, 10, 0), (10, 20, 2), (20, 25, 0)]
     assert not list(tmp_path.rglob("*.tmp"))
-    emb = ShardedEmbeddings(tmp_path, shards[::-1], 8)  # any order in, row order out
+    emb = ShardedEmbeddings(tmp_path, shards[::-1], 8, mmap=mmap)  # any order in, row order out
     rows = np.array([24, 3, 10, 3, 19, 0])
     np.testing.assert_array_equal(emb.take(rows), x[rows].astype(np.float16).astype(np.float32))
     blocks = list(emb.iter_blocks(block_rows=4))
     assert [b[0] for b in blocks] == [0, 4, 8, 10, 14, 18, 20, 24]
     np.testing.assert_array_equal(np.concatenate([b[1] for b in blocks]), emb.take(np.arange(25)))
+    assert [b[0] for b in emb.iter_blocks(block_rows=4, shards=shards[1:2])] == [10, 14, 18]
     with pytest.raises(ValueError, match=r"row numbers must lie in \[0, 25\)"):
         emb.take(np.array([25]))
 
