@@ -149,7 +149,7 @@ def main() -> None:
         "encode_s": sec.get("encode"), "encode_rows_per_s": round(rows / sec["encode"], 1),
         "train_s": sec.get("train", 0.0), "train_rows": params["train_rows"], "add_s": sec.get("add", 0.0),
         "calibrate_s": sec.get("calibrate", 0.0), "wall_s": round(wall, 1),
-        "peak_rss_mib": round(peak_rss / 2**20, 1), "fp32_vectors_mib": round(rows * facts["model"]["dim"] * 4 / 2**20, 1),
+        "peak_rss_mib": round(peak_rss / 2**20, 1), "peak_rss_mib_after": manifest.get("peak_rss_mib", {}), "fp32_vectors_mib": round(rows * facts["model"]["dim"] * 4 / 2**20, 1),
         "disk_bytes": facts["bytes"], "bytes_per_vector": facts["bytes_per_vector"],
         "bytes_per_vector_by_part": {k: round(v / rows, 1) for k, v in facts["bytes"].items() if k != "total"},
     }
@@ -164,6 +164,7 @@ def main() -> None:
         (f"calibrate → nprobe {info['nprobe']}, re-rank {info.get('rerank')} (s)", f"{result['calibrate_s']:,.1f}"),
         ("wall (s)", f"{wall:,.1f}"),
         ("peak RSS (MiB)", f"{result['peak_rss_mib']:,.0f}"),
+    ] + [(f"  peak RSS after {k} (MiB)", f"{v:,}") for k, v in result["peak_rss_mib_after"].items()] + [
         ("corpus as fp32 vectors (MiB)", f"{result['fp32_vectors_mib']:,.0f}"),
         ("bytes / vector on disk", f"{result['bytes_per_vector']:,.1f}"),
     ] + [(f"  {k} (bytes/vector)", f"{v:,.1f}") for k, v in result["bytes_per_vector_by_part"].items()]:

@@ -20,6 +20,7 @@ Memory is bounded by the shard, not the corpus: one shard of rows (texts + metad
 
 from __future__ import annotations
 
+import resource
 import shutil
 import time
 from collections import deque
@@ -34,7 +35,7 @@ import numpy as np
 from rich.console import Console
 
 from emsearch.corpus import Corpus, CorpusSpec, Row
-from emsearch.encode_workers import InProcess, ProcessPool
+from emsearch.encode_workers import make_runner
 from emsearch.encoder import Encoder
 from emsearch.index import Index, load_faiss
 from emsearch.index_build import (CALIBRATION_TARGET, calibrate, group_blocks, group_shards, merge_ondisk, populate,
@@ -91,12 +92,14 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
         raise ValueError("--shard-size and the window size must be at least 1, --workers at least 0")
     corpus = Corpus(CorpusSpec(Path(cfg.input), cfg.text_column, cfg.lang_column, cfg.id_column, cfg.lang))
     encoder = encoder if encoder is not None else Encoder.load(cfg.model)
+    t0 = time.perf_counter()
     with stage(console, f"checking {cfg.input}"):
         n = corpus.scan()
+    scan_seconds = round(time.perf_counter() - t0, 2)
     choose_index(n, encoder.dim, cfg.max_index_memory, cfg.index_factory)  # a bad request fails now, not after encoding
     out = Path(cfg.out)
     manifest = _prepare(out, _new_manifest(cfg, corpus, encoder, n), cfg.overwrite, say)
-    if manifest.get("complete") and manifest["index"]["requested"] == _requested(cfg):
+    if manifest.get("complete") and manifest["index"]["requested"] == _requested(cfg) and _intact(out, manifest):
         say(f"{out} is up to date (pass --overwrite to rebuild it)")
         return manifest
     manifest["complete"] = False
@@ -113,7 +116,9 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     finally:
         store.close()
     seconds = manifest.setdefault("seconds", {})  # summed over the runs of a resumed build
+    seconds["scan"] = scan_seconds
     seconds["encode"] = round(seconds.get("encode", 0) + time.perf_counter() - t0, 2)
+    _peak(manifest, "encode")
     if corpus.skipped:
         say(f"skipped {corpus.skipped:,} empty or null texts")
     if manifest["counts"]["truncated"]:
@@ -126,6 +131,21 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     manifest["finished"] = _now()
     write_manifest(out, manifest)
     return manifest
+
+
+def _intact(out: Path, manifest: dict[str, Any]) -> bool:
+    """Every file the manifest names is there (a rerun repairs what is not: missing shards are re-encoded)."""
+    info = manifest["index"]
+    files = [s["file"] for s in manifest["shards"]] + ["store/data.mdb"]
+    if info["params"]["kind"] != "flat":
+        files += [info["merged"]["file"], info["merged"]["data"]] if info["merged"] else \
+            [g["file"] for g in info["groups"]]
+    return all((out / f).is_file() for f in files)
+
+
+def _peak(manifest: dict[str, Any], stage: str) -> None:
+    """Record this process's peak resident memory (MiB) so far, at the end of `stage`."""
+    manifest.setdefault("peak_rss_mib", {})[stage] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _now() -> str:
@@ -221,22 +241,11 @@ class _Pending:
         self.truncated = 0
 
 
-def _runner(cfg: BuildConfig, encoder: Encoder):
-    if cfg.ray:
-        from emsearch import ray_workers
-
-        ray_workers.connect(cfg.ray_address)
-        return ray_workers.RayPool(cfg.model, cfg.workers or ray_workers.cluster_workers(), cfg.batch_tokens)
-    if cfg.workers > 1:
-        return ProcessPool(cfg.model, cfg.workers, cfg.batch_tokens)
-    return InProcess(encoder, cfg.batch_tokens)
-
-
 def _encode_shards(out: Path, cfg: BuildConfig, corpus: Corpus, encoder: Encoder, manifest: dict[str, Any],
                    n: int, console: Console | None) -> list[Shard]:
     done = {s.index: s for s in manifest_shards(manifest)}
     store = Store.create(out / "store")
-    runner = _runner(cfg, encoder)
+    runner = make_runner(encoder, cfg.model, cfg.workers, cfg.batch_tokens, ray=cfg.ray, ray_address=cfg.ray_address)
     windows: deque[tuple[_Pending, Any]] = deque()
 
     def collect(progress) -> None:
@@ -308,6 +317,8 @@ def _build_faiss(out: Path, cfg: BuildConfig, manifest: dict[str, Any], encoder:
     merged = info["merged"]
     if merged and all((out / merged[key]).is_file() for key in ("file", "data")):
         todo = []  # the groups were merged (and deleted) before a crash
+    elif merged:
+        info["merged"] = None  # lost: repopulate the groups and merge again
     info["groups"] = [g for g in info["groups"] if g["file"] not in {name for name, _ in todo}]
     t0 = time.perf_counter()
     with bar(console, "adding to the index", sum(s.rows for _, grp in todo for s in grp)) as progress:
@@ -318,6 +329,7 @@ def _build_faiss(out: Path, cfg: BuildConfig, manifest: dict[str, Any], encoder:
                                    "sha256": file_sha256(out / name), "bytes": (out / name).stat().st_size})
             info["groups"].sort(key=lambda g: g["start"])
             info["seconds"]["add"] = round(info["seconds"].get("add", 0) + time.perf_counter() - t0, 2)
+            _peak(manifest, "add")
             t0 = time.perf_counter()
             write_manifest(out, manifest)
             progress.advance(group[-1].stop - group[0].start)
@@ -332,6 +344,7 @@ def _build_faiss(out: Path, cfg: BuildConfig, manifest: dict[str, Any], encoder:
                 params.rerank)
             index.close()
         info["seconds"]["calibrate"] = round(time.perf_counter() - t0, 2)
+        _peak(manifest, "calibrate")
         info["recall_at_10"] = next(c["recall"] for c in info["calibration"]
                                     if (c["nprobe"], c["rerank"]) == (info["nprobe"], info["rerank"]))
         if info["recall_at_10"] < CALIBRATION_TARGET and console is not None:
@@ -344,6 +357,7 @@ def _build_faiss(out: Path, cfg: BuildConfig, manifest: dict[str, Any], encoder:
         with stage(console, "merging the groups into one on-disk index"):
             info["merged"] = merge_ondisk(out, info["trained"]["file"], [g["file"] for g in info["groups"]])
         info["seconds"]["merge"] = round(time.perf_counter() - t0, 2)
+        _peak(manifest, "merge")
         write_manifest(out, manifest)
         for g in info["groups"]:  # folded into the merged index; their records stay for `info`
             (out / g["file"]).unlink(missing_ok=True)
@@ -362,6 +376,7 @@ def _trained(out: Path, manifest: dict[str, Any], params, emb: ShardedEmbeddings
     write_index(index, out / name)
     info["trained"] = {"file": name, "sha256": file_sha256(out / name)}
     info["seconds"]["train"] = round(time.perf_counter() - t0, 2)
+    _peak(manifest, "train")
     write_manifest(out, manifest)
     return index
 

@@ -88,3 +88,16 @@ class ProcessPool:
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
+
+
+def make_runner(encoder: Encoder, model: str | Path | None, workers: int, batch_tokens: int, *, ray: bool = False,
+                ray_address: str | None = None):
+    """In-process for one worker, a process pool for several, Ray actors with `ray` (workers 0: one per GPU/CPU)."""
+    if ray:
+        from emsearch import ray_workers
+
+        ray_workers.connect(ray_address)
+        return ray_workers.RayPool(model, workers or ray_workers.cluster_workers(), batch_tokens)
+    if workers > 1:
+        return ProcessPool(model, workers, batch_tokens)
+    return InProcess(encoder, batch_tokens)

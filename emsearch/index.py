@@ -87,6 +87,10 @@ class Index:
         if not manifest.get("complete"):
             raise IndexOpenError(f"{path} is an unfinished build; rerun emsearch build-index with the same input "
                                  "and options to finish it")
+        missing = [k for k in ("model", "counts", "shards", "index") if not manifest.get(k)]
+        if missing:
+            raise IndexOpenError(f"{path}/manifest.json lacks {', '.join(missing)}; rebuild the index with "
+                                 "emsearch build-index --overwrite")
         built = manifest["model"]
         if encoder is None:
             recorded = built.get("path")
@@ -105,6 +109,9 @@ class Index:
             indexes = load_faiss(path, manifest, embeddings)
         except (ValueError, RuntimeError) as e:
             raise IndexOpenError(f"{path}: {e}") from None
+        except (KeyError, TypeError) as e:
+            raise IndexOpenError(f"{path}/manifest.json is malformed ({e!r}); rebuild with emsearch build-index "
+                                 "--overwrite") from None
         return cls(path, manifest, encoder, embeddings, store, indexes)
 
     def __enter__(self) -> Index:
@@ -268,7 +275,7 @@ def load_faiss(path: Path, manifest: dict[str, Any], embeddings: ShardedEmbeddin
     indexes = []
     for name, flags in files:
         if not (path / name).is_file():
-            raise ValueError(f"missing {name}; rerun emsearch build-index")
+            raise ValueError(f"missing {name}; rerun emsearch build-index to repair it")
         with quiet_c_stdout():  # faiss announces where it found the on-disk lists
             index = faiss.read_index(str(path / name), flags)
         ivf = faiss.try_extract_index_ivf(index)

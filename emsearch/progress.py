@@ -1,4 +1,4 @@
-"""Progress display for long jobs: a rich bar with rows/s and ETA, or a spinner for a stage; silent without a console."""
+"""Progress display for long jobs: a rich bar with rows/s and ETA, or a spinner; silent without a console."""
 
 from __future__ import annotations
 

@@ -88,10 +88,11 @@ def load_shard(root: Path, shard: Shard, dim: int) -> np.ndarray:
     try:
         x = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: unreadable embedding shard ({e}); rerun emsearch build-index") from None
+        raise ValueError(f"{path}: unreadable embedding shard ({e}); rerun emsearch build-index to repair "
+                         "it") from None
     if x.dtype != np.float16 or x.shape != (shard.rows, dim):
         raise ValueError(f"{path}: holds {x.dtype}{x.shape}, expected float16{(shard.rows, dim)}; "
-                         "rerun emsearch build-index")
+                         "rerun emsearch build-index to repair it")
     return x
 
 

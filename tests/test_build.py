@@ -119,6 +119,22 @@ def test_resume_redoes_only_damaged_shards_and_reindex_reuses_embeddings(tiny_mo
     assert build_index(config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4")) == ivf
 
 
+def test_rerun_repairs_a_damaged_complete_index(tiny_model, tmp_path):
+    corpus = tmp_path / "c.parquet"
+    texts = write_corpus(corpus, 300)
+    out = tmp_path / "idx"
+    cfg = config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4", merge=True)
+    built = build_index(cfg)
+    (out / built["shards"][1]["file"]).unlink()
+    (out / built["index"]["merged"]["data"]).unlink()
+    with pytest.raises(IndexOpenError, match="rerun emsearch build-index to repair it"):
+        Index.open(out)
+    repaired = build_index(cfg)
+    assert repaired["complete"] and [s["sha256"] for s in repaired["shards"]] == [s["sha256"] for s in built["shards"]]
+    assert (out / repaired["index"]["merged"]["data"]).is_file()
+    assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
+
+
 def test_process_pool_workers_write_the_same_vectors(tiny_model, tmp_path):
     corpus = tmp_path / "c.parquet"
     write_corpus(corpus, 150)

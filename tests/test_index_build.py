@@ -58,7 +58,9 @@ def test_exact_knn_over_shards_matches_brute_force(emb):
     np.testing.assert_array_equal(I, It)
 
 
-@pytest.mark.parametrize("factory", ["IVF32,PQ4", "OPQ4,IVF32,PQ4"])
+# RR (a random rotation) stands for OPQ: the same IndexPreTransform wrapper, which must pass nprobe and the
+# ID selector through to the IVF index, without OPQ's minute of training.
+@pytest.mark.parametrize("factory", ["IVF32,PQ4", "RR32,IVF32,PQ4"])
 def test_trained_groups_return_global_rows(emb, factory):
     trained, on_gpu = train_index(params(factory, 32), emb)
     assert trained.is_trained and trained.ntotal == 0 and on_gpu == (faiss.get_num_gpus() > 0)
@@ -73,6 +75,14 @@ def test_trained_groups_return_global_rows(emb, factory):
     Dt, It = brute(emb, xq, 10)
     assert recall_at_k(D_, Dt, 10) >= 0.95  # every list probed: only the 4-byte PQ ranking, fixed by re-scoring
     assert (I >= 10_000).any() and (I < 10_000).any()  # both groups answer, with global ids
+    # search parameters reach the IVF index: one list finds less, a selector keeps only its rows
+    _, I1 = groups[0].search(xq, 10, params=faiss.SearchParametersIVF(nprobe=1))
+    _, I32 = groups[0].search(xq, 10, params=faiss.SearchParametersIVF(nprobe=32))
+    assert recall_at_k(*rescore(xq, I1, 10, emb)[:1], Dt, 10) < recall_at_k(*rescore(xq, I32, 10, emb)[:1], Dt, 10)
+    bitmap = np.packbits(np.arange(emb.ntotal) % 2 == 0, bitorder="little")
+    sel = faiss.IDSelectorBitmap(emb.ntotal, faiss.swig_ptr(bitmap))
+    _, Ie = groups[0].search(xq, 10, params=faiss.SearchParametersIVF(nprobe=32, sel=sel))
+    assert (Ie % 2 == 0).all()
 
 
 def test_recall_counts_ties_as_found():
