@@ -106,7 +106,10 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     write_manifest(out, manifest)
 
     t0 = time.perf_counter()
+    before = [(s["start"], s["sha256"]) for s in manifest["shards"]]
     shards = _encode_shards(out, cfg, corpus, encoder, manifest, n, console)
+    if manifest.get("index") and [(s.start, s.sha256) for s in shards] != before:
+        manifest["index"] = None  # vectors changed under a built index: rebuild it from these
     manifest["counts"].update(rows=n, skipped_empty=corpus.skipped, truncated=sum(s.truncated for s in shards))
     store = Store.create(out / "store")
     try:
@@ -297,8 +300,7 @@ def _build_faiss(out: Path, cfg: BuildConfig, manifest: dict[str, Any], encoder:
         shutil.rmtree(out / "faiss", ignore_errors=True)
         info = manifest["index"] = {"requested": _requested(cfg), "params": params.to_json(), "trained": None,
                                     "groups": [], "nprobe": None, "rerank": params.rerank, "calibration": None,
-                                    "merged": None,
-                                    "gpu": False, "seconds": {}}
+                                    "merged": None, "gpu": False, "seconds": {}}
         write_manifest(out, manifest)
     if params.kind == "flat":
         return  # the exact index is the shards themselves, loaded into IndexFlatIP when opened
@@ -336,9 +338,8 @@ def _build_faiss(out: Path, cfg: BuildConfig, manifest: dict[str, Any], encoder:
     if info["nprobe"] is None and params.kind == "ivf":
         t0 = time.perf_counter()
         with stage(console, f"calibrating nprobe for recall@10 ≥ {CALIBRATION_TARGET}"):
-            mapped = ShardedEmbeddings(out, shards, dim)  # as queries see it
             store = Store.open(out / "store")
-            index = Index(out, manifest, encoder, mapped, store, load_faiss(out, manifest, mapped))
+            index = Index(out, manifest, encoder, emb, store, load_faiss(out, manifest, emb))
             info["nprobe"], info["rerank"], info["calibration"] = calibrate(
                 lambda xq, k, p, r: index.search_vectors(xq, k, nprobe=p, rerank=r), emb, params.nlist,
                 params.rerank)

@@ -161,13 +161,18 @@ class Index:
             raise ValueError(f"query vectors must have shape (n, {self.dim}); got {xq.shape}")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        for name, value in (("nprobe", nprobe), ("rerank", rerank)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         if len(xq) == 0:
             return np.zeros((0, k), dtype=np.float32), np.zeros((0, k), dtype=np.int64)
+        exact = self._params["kind"] == "flat"
         subset = self._subset(langs)
-        if subset is not None and len(subset) <= EXACT_SUBSET_ROWS:
+        # a small restriction is scanned exactly with BLAS (for a flat index, any restriction up to 8× as large:
+        # the ID-selector path of IndexFlat scans without BLAS)
+        if subset is not None and len(subset) <= EXACT_SUBSET_ROWS * (8 if exact else 1):
             return _finish(*_exact_knn(xq, self._emb.take(subset), subset, k))
         selector = self._selector(langs) if subset is not None else None
-        exact = self._params["kind"] == "flat"
         kk = k if exact else max(k, rerank or self.manifest["index"].get("rerank") or self._params["rerank"])
         params = self._search_params(selector, nprobe)
         heap = faiss.ResultHeap(len(xq), kk, keep_max=True)

@@ -32,6 +32,7 @@ def sample_rows(ntotal: int, n: int, seed: int) -> np.ndarray:
 def train_index(params: IndexParams, emb: ShardedEmbeddings, seed: int = 0) -> tuple[faiss.Index, bool]:
     """An empty, trained index taking global row ids; and whether a GPU did the k-means."""
     index = faiss.index_factory(emb.dim, params.factory, faiss.METRIC_INNER_PRODUCT)
+    _skip_polysemous_training(index)
     on_gpu = False
     if not index.is_trained:
         on_gpu = _cluster_on_gpu(index)
@@ -39,6 +40,16 @@ def train_index(params: IndexParams, emb: ShardedEmbeddings, seed: int = 0) -> t
     if faiss.try_extract_index_ivf(index) is None:
         index = faiss.IndexIDMap2(index)  # only IVF indexes store ids themselves
     return index, on_gpu
+
+
+def _skip_polysemous_training(index: faiss.Index) -> None:
+    """The factory's PQ indexes also train a Hamming-friendly code order for polysemous search, which emsearch
+    never uses; it was ~85% of PQ training time (measured: 7.0 s → 1.0 s for PQ4 on 12k vectors)."""
+    base = faiss.downcast_index(index)
+    if isinstance(base, faiss.IndexPreTransform):
+        base = faiss.downcast_index(base.index)
+    if hasattr(base, "do_polysemous_training"):
+        base.do_polysemous_training = False
 
 
 def _cluster_on_gpu(index: faiss.Index) -> bool:

@@ -99,9 +99,9 @@ def load_shard(root: Path, shard: Shard, dim: int) -> np.ndarray:
 class ShardedEmbeddings:
     """All shards of an index as one virtual (ntotal, dim) float16 matrix.
 
-    With `mmap` (queries) shards are memory-mapped. Without (build passes over every row), each access reads the
-    shard it needs with plain file reads and drops it after: resident memory stays bounded by one shard, where
-    touched pages of a mapping would stay resident for the life of the process.
+    With `mmap` (queries) each shard stays memory-mapped. Without (the build, which passes over every row), each
+    access maps the shard anew and unmaps it after: pages touched through a mapping count as resident for as
+    long as it lives, so this keeps the build's resident memory bounded by one shard, not the corpus.
     """
 
     def __init__(self, root: Path, shards: Sequence[Shard], dim: int, mmap: bool = True):
@@ -109,13 +109,15 @@ class ShardedEmbeddings:
         self.shards = sorted(shards, key=lambda s: s.start)
         self.dim = dim
         self.mmap = mmap
-        self.parts = [load_shard(root, s, dim) for s in self.shards]  # validated; untouched maps cost nothing
+        self.parts = [load_shard(root, s, dim) for s in self.shards]  # validated here; untouched maps cost nothing
+        if not mmap:
+            self.parts = []
         self.starts = np.array([s.start for s in self.shards], dtype=np.int64)
         self.ntotal = self.shards[-1].stop if self.shards else 0
 
     def part(self, i: int) -> np.ndarray:
         """Shard i's (rows, dim) float16 vectors."""
-        return self.parts[i] if self.mmap else np.load(self.root / self.shards[i].file, allow_pickle=False)
+        return self.parts[i] if self.mmap else load_shard(self.root, self.shards[i], self.dim)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Rows (any order, repeats allowed) as float32 (len(rows), dim)."""

@@ -173,7 +173,7 @@ def test_output_directory_guards(tiny_model, tmp_path):
     assert default_out("x.parquet", "mine") == Path("indexes/mine")
 
 
-def test_cli_builds_and_info_describes(tiny_model, tmp_path, capsys):
+def test_cli_builds_and_info_describes(tiny_model, tmp_path, capsys, monkeypatch):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"lang": "de" if i % 2 else "en", "text": f"ka{i:03d} ka001"}) + "\n"
                               for i in range(60)) + json.dumps({"lang": "de", "text": "  "}) + "\n", encoding="utf-8")
@@ -186,6 +186,11 @@ def test_cli_builds_and_info_describes(tiny_model, tmp_path, capsys):
     assert facts["bytes"]["embeddings"] > 60 * 64 * 2 and facts["bytes_per_vector"] > 128
     code, out, _ = cli(capsys, "info", tmp_path / "idx")
     assert code == 0 and "deu 30, eng 30" in out and "bytes/vector" in out
+    (tmp_path / "indexes").mkdir()
+    (tmp_path / "idx").rename(tmp_path / "indexes" / "mine")
+    monkeypatch.chdir(tmp_path)  # an index under ./indexes/ can be named
+    code, out, _ = cli(capsys, "info", "mine", "--json")
+    assert code == 0 and json.loads(out)["path"] == str(Path("indexes") / "mine")
 
 
 def one_line_error(capsys, *args) -> str:

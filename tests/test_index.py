@@ -135,6 +135,10 @@ def test_misuse_is_a_clear_error(flat):
         flat.search_vectors(np.zeros((2, 32), np.float32), 3)
     with pytest.raises(ValueError, match="k must be at least 1"):
         flat.search_vectors(queries(1), 0)
+    with pytest.raises(ValueError, match="nprobe must be at least 1"):
+        flat.search_vectors(queries(1), 3, nprobe=0)
+    with pytest.raises(ValueError, match="langs is empty"):
+        flat.search_vectors(queries(1), 3, langs=[])
     with pytest.raises(ValueError, match=r"no rows in language 'fr' \(fra\); it holds deu, eng"):
         flat.rows_of_lang("fr")
     with pytest.raises(ValueError, match="unknown language code"):
