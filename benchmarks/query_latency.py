@@ -107,7 +107,7 @@ def main() -> None:
 
     result = {
         "benchmark": "query_latency", "n": args.n, "dim": args.dim, "factory": info["params"]["factory"],
-        "nprobe": info["nprobe"], "rerank": info["params"]["rerank"], "build_s": round(build_s, 1),
+        "nprobe": info["nprobe"], "rerank": info["rerank"], "build_s": round(build_s, 1),
         "single_p50_ms": round(percentile_ms(single, 50), 3), "single_p99_ms": round(percentile_ms(single, 99), 3),
         "recall_at_10": round(recall_at_10(I, I_true), 4),
         "filtered_p50_ms": round(percentile_ms(filtered, 50), 3),

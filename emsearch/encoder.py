@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 from safetensors.torch import load_file, save_file
 
 from emsearch.config import ModelConfig, from_dict
 from emsearch.model import EMSEncoder
+from emsearch.progress import bar
 from emsearch.tokenizer import Tokenizer
 
 BUNDLE_FORMAT = "emsearch-ems-1"
@@ -149,27 +151,12 @@ class Encoder:
             return out
         ids = self.tokenizer.encode(texts)
         lengths = [len(s) for s in ids]
-        batches = list(length_batches(lengths, batch_tokens))
-        bar = _progress(len(texts)) if progress else None
         use_amp = self.device.type == "cuda"
-        for rows in batches:
-            x = pad([ids[i] for i in rows]).to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
-                u = self.model(x)
-            u = torch.nn.functional.normalize(u.float(), dim=-1)
-            out[rows] = u.cpu().numpy()
-            if bar is not None:
-                bar.advance(bar.task_ids[0], len(rows))
-        if bar is not None:
-            bar.stop()
+        with bar(Console(stderr=True) if progress else None, "encoding", len(texts)) as shown:
+            for rows in length_batches(lengths, batch_tokens):
+                x = pad([ids[i] for i in rows]).to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
+                    u = self.model(x)
+                out[rows] = torch.nn.functional.normalize(u.float(), dim=-1).cpu().numpy()
+                shown.advance(len(rows))
         return out
-
-
-def _progress(total: int):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("encoding"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeRemainingColumn(), transient=True)
-    bar.add_task("encode", total=total)
-    bar.start()
-    return bar

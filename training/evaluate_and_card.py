@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from emsearch.encoder import Encoder
-from emsearch.evaluate import best_f1, point_at, read_bucc, retrieval_accuracy
+from emsearch.evaluate import bucc, retrieval_accuracy
 from emsearch.languages import UnknownLanguageError, normalize_lang
-from emsearch.mining import exact_knn, mine
 
 SOURCES = """\
 | data | licence | attribution |
@@ -44,17 +43,10 @@ def flores_scores(encoder: Encoder, data: Path, trained: dict[str, int]):
     return retrieval_accuracy(encoder, path, langs=[lang for lang in trained if lang != "eng"])
 
 
-def mine_dev(encoder: Encoder, folder: Path, pair: str, k: int = 4):
-    """(task, candidate pairs) of one mining dev pair: exact kNN, ratio margin, mode max, no threshold."""
-    task = read_bucc(folder, pair)
-    x, y = encoder.encode(task.src_texts), encoder.encode(task.tgt_texts)
-    return task, mine(*exact_knn(x, y, k), *exact_knn(y, x, k), margin="ratio", mode="max")
-
-
-def pick_threshold(mined) -> float:
+def pick_threshold(reports) -> float:
     """The threshold that maximises the F1 summed over pairs, searched over every pair's own best threshold."""
-    candidates = sorted({best_f1(task, pairs).threshold for task, pairs in mined})
-    return max(candidates, key=lambda t: sum(point_at(task, pairs, t).f1 for task, pairs in mined))
+    candidates = sorted({r.best_threshold for r in reports})
+    return max(candidates, key=lambda t: sum(r.f1_at(t) for r in reports))
 
 
 def bible_lines(data: Path) -> list[str]:
@@ -105,10 +97,10 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         "| pair | precision | recall | F1 | F1-best threshold | best F1 |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for pair, (task, pairs) in zip(PAIRS, buccs):
-        at, best = point_at(task, pairs, threshold), best_f1(task, pairs)
+    for pair, r in zip(PAIRS, buccs):
+        at = r.at(threshold)
         lines.append(f"| {pair} | {at.precision:.1%} | {at.recall:.1%} | {100 * at.f1:.1f} | "
-                     f"{best.threshold:.4f} | {100 * best.f1:.1f} |")
+                     f"{r.best_threshold:.4f} | {100 * r.f1:.1f} |")
     lines += ["", "Dev retrieval accuracy during training:", "", "| step | minutes | FLORES dev accuracy |",
               "|---:|---:|---:|"]
     lines += [f"| {r['step']} | {r['elapsed'] / 60:.0f} | {r['eval_accuracy']:.1%} |" for r in evals]
@@ -156,14 +148,14 @@ def main() -> None:
     encoder = Encoder.load(args.bundle)
     trained = encoder.info["languages"]
     flores = flores_scores(encoder, args.data, trained)
-    buccs = [mine_dev(encoder, args.data / "dev/mining", pair) for pair in PAIRS]
+    buccs = [bucc(encoder, args.data / "dev/mining", pair) for pair in PAIRS]
     threshold = pick_threshold(buccs)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     train_cfg = json.loads((run / "train_config.json").read_text())
     card = render_card(encoder.info, train_cfg, log, flores, buccs, threshold, trained, args.data)
     dev = {"flores_average": flores.average,
            "flores_per_lang": {s.lang: [s.to_pivot, s.from_pivot] for s in flores.scores},
-           "mining_f1": {pair: point_at(task, pairs, threshold).f1 for pair, (task, pairs) in zip(PAIRS, buccs)}}
+           "mining_f1": {pair: r.f1_at(threshold) for pair, r in zip(PAIRS, buccs)}}
     encoder.save(args.bundle, card=card, mining_threshold=threshold, dev=dev)
     print(json.dumps({"flores_average": flores.average, "threshold": threshold,
                       **{p: round(100 * f1, 1) for p, f1 in dev["mining_f1"].items()}}))
