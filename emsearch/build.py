@@ -170,7 +170,7 @@ def _new_manifest(cfg: BuildConfig, corpus: Corpus, encoder: Encoder, n: int) ->
         "normalization": "l2", "metric": "inner_product", "dtype": "float16",
         "input": {"path": str(corpus.path.resolve()), "format": corpus.format, "bytes": stat.st_size,
                   "mtime_ns": stat.st_mtime_ns},
-        "build": {"text_column": cfg.text_column, "lang_column": cfg.lang_column, "id_column": cfg.id_column,
+        "build": {"text_column": cfg.text_column, "lang_column": cfg.lang_column, "id_column": corpus.id_column,
                   "lang": corpus.fixed_lang, "shard_size": cfg.shard_size},
         "counts": {"rows": n, "skipped_empty": 0, "truncated": 0, "languages": {}},
         "shards": [], "index": None,

@@ -7,8 +7,9 @@
 | TSV        | .tsv                     | a header line names the columns (tab-separated, no quoting); blank lines skipped |
 | plain text | .txt and anything else   | one sentence per line, `--lang` required                                     |
 
-Every other column (key) is kept as metadata. A row's id is its `--id-column` value as a string, or else its
-0-based position among the input's records (for plain text: its line number - 1).
+Every other column (key) is kept as metadata. A row's id is its `--id-column` value as a string; without that
+flag, the `id` column's value where the input has one, or else the row's 0-based position among the input's
+records (for plain text: its line number - 1).
 Null, missing and blank texts are skipped and counted. `scan()` reads the whole input once before anything is
 written, so invalid UTF-8, malformed lines, unknown languages and null ids fail up front with the line named,
 never hours into a build; duplicate ids are caught while storing (see `store.Store.put_shard`).
@@ -44,8 +45,11 @@ class CorpusSpec:
     path: Path
     text_column: str = "text"
     lang_column: str = "lang"
-    id_column: str | None = None
+    id_column: str | None = None  # None: the `id` column where there is one, else the row's position
     lang: str | None = None  # the language of every row; required for plain text
+
+
+DEFAULT_ID_COLUMN = "id"
 
 
 class Row(NamedTuple):
@@ -64,7 +68,8 @@ def corpus_format(path: Path) -> str:
 
 
 class Corpus:
-    """Rows of one input file. `skipped` counts the empty texts seen by the last full pass."""
+    """Rows of one input file. `skipped` counts the empty texts seen by the last full pass; `id_column` is the
+    column the ids come from (None: positions), known once the header or first record has been read."""
 
     def __init__(self, spec: CorpusSpec):
         self.spec = spec
@@ -78,6 +83,7 @@ class Corpus:
         if self.format == "text" and self.fixed_lang is None:
             raise CorpusError(f"{self.path} is plain text (one sentence per line): give its language with --lang")
         self.skipped = 0
+        self.id_column = spec.id_column
 
     def scan(self) -> int:
         """Read everything once, validating; returns the number of rows that will be indexed."""
@@ -106,13 +112,13 @@ class Corpus:
             if raw is None:
                 raise CorpusError(f"{where}: no language (null {spec.lang_column!r}); fill it in or give --lang")
             lang = self._language(raw, where)
-        if spec.id_column is None:
+        if self.id_column is None:
             id_ = str(position)
-        elif record.get(spec.id_column) is None:
-            raise CorpusError(f"{where}: null id in column {spec.id_column!r}; every row needs an id")
+        elif record.get(self.id_column) is None:
+            raise CorpusError(f"{where}: null id in column {self.id_column!r}; every row needs an id")
         else:
-            id_ = str(record[spec.id_column])
-        used = {spec.text_column, spec.id_column} | ({spec.lang_column} if self.fixed_lang is None else set())
+            id_ = str(record[self.id_column])
+        used = {spec.text_column, self.id_column} | ({spec.lang_column} if self.fixed_lang is None else set())
         return Row(position, id_, lang, text, {k: v for k, v in record.items() if k not in used})
 
     def _language(self, code: Any, where: str) -> str:
@@ -128,6 +134,8 @@ class Corpus:
             if col not in names:
                 raise CorpusError(f"{where}: no column {col!r} (columns: {', '.join(names) or 'none'}); "
                                   f"name the right one with {flag}")
+        if spec.id_column is None and DEFAULT_ID_COLUMN in names:
+            self.id_column = DEFAULT_ID_COLUMN
         if self.fixed_lang is None and spec.lang_column not in names:
             raise CorpusError(f"{where}: no language column {spec.lang_column!r} (columns: {', '.join(names)}); "
                               "name it with --lang-column or give every row's language with --lang")

@@ -46,12 +46,17 @@ def _row_key(row: int) -> bytes:
     return int(row).to_bytes(8, "big")
 
 
+# LMDB allows one environment per file per process: read-only opens of the same store share it, counted.
+_READERS: dict[Path, tuple[lmdb.Environment, int]] = {}
+
+
 class Store:
     """Open with `Store.create(path)` to write (building) or `Store.open(path)` to read (queries)."""
 
     def __init__(self, env: lmdb.Environment, readonly: bool):
         self.env = env
         self.readonly = readonly
+        self.closed = False
         self.db = {name: env.open_db(name.encode(), create=not readonly)
                    for name in ("records", "ids", "bylang", "langs", "marks")}
 
@@ -66,9 +71,13 @@ class Store:
         path = Path(path)
         if not (path / "data.mdb").is_file():
             raise ValueError(f"{path}: no sentence store; rerun emsearch build-index")
+        key = path.resolve()
         try:
-            env = lmdb.open(str(path), readonly=True, lock=False, max_dbs=8, subdir=True, max_readers=1024)
-            return cls(env, readonly=True)
+            env, users = _READERS.get(key) or (
+                lmdb.open(str(path), readonly=True, lock=False, max_dbs=8, subdir=True, max_readers=1024), 0)
+            store = cls(env, readonly=True)
+            _READERS[key] = (env, users + 1)
+            return store
         except lmdb.Error as e:
             raise ValueError(f"{path}: unreadable sentence store ({e}); rebuild the index") from None
 
@@ -167,4 +176,14 @@ class Store:
         return out
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        key = Path(self.env.path()).resolve()
+        env, users = _READERS.get(key, (None, 0))
+        if env is self.env:
+            if users > 1:
+                _READERS[key] = (env, users - 1)
+                return
+            del _READERS[key]
         self.env.close()

@@ -34,6 +34,19 @@ def test_parquet_keeps_extra_columns_and_skips_empty_texts(tmp_path):
     assert corpus.skipped == 2
 
 
+def test_an_id_column_gives_the_ids_without_a_flag(tmp_path):
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c", "d", "e"], "lang": LANGS, "text": TEXTS}), path)
+    corpus, rows = rows_of(path)
+    assert corpus.id_column == "id"
+    assert [r.id for r in rows] == ["a", "c", "e"] and rows[0].meta == {}
+    tsv = tmp_path / "c.tsv"
+    tsv.write_text("key\tlang\ttext\n" + "".join(f"k{i}\t{lang}\t{t or ''}\n"
+                                                   for i, (lang, t) in enumerate(zip(LANGS, TEXTS))), encoding="utf-8")
+    corpus, rows = rows_of(tsv)
+    assert corpus.id_column is None and [r.id for r in rows] == ["0", "2", "4"] and rows[0].meta == {"key": "k0"}
+
+
 def test_jsonl_tsv_and_text_agree(tmp_path):
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text("\n".join(json.dumps({"lang": lang, "text": t, "n": i})

@@ -174,3 +174,13 @@ def test_merged_ondisk_index_gives_the_same_results(ivfpq, tiny_model, corpus, t
             D2, I2 = merged.search_vectors(xq, 10, langs=langs, nprobe=4)
             np.testing.assert_array_equal(I1, I2)
             np.testing.assert_array_equal(D1, D2)
+
+
+def test_the_same_index_opens_twice_in_one_process(flat):
+    xq = queries(5)
+    expected = flat.search_vectors(xq, 3)
+    with Index.open(flat.path) as second:
+        np.testing.assert_array_equal(second.search_vectors(xq, 3)[1], expected[1])
+    with Index.open(flat.path) as third:  # closing the second left the first, and a fresh open, working
+        assert third.records([0])[0] == flat.records([0])[0]
+    np.testing.assert_array_equal(flat.search_vectors(xq, 3)[1], expected[1])

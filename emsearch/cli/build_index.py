@@ -18,7 +18,7 @@ def build_index_command(
     model: Optional[Path] = typer.Option(None, help="Model bundle directory; default: the model shipped with emsearch."),
     text_column: str = typer.Option("text", help="Column (key) holding the sentence."),
     lang_column: str = typer.Option("lang", help="Column (key) holding each row's language (ISO 639-1/3 or FLORES)."),
-    id_column: Optional[str] = typer.Option(None, help="Column (key) of unique row ids; default: the row's position in the input."),
+    id_column: Optional[str] = typer.Option(None, help="Column (key) of unique row ids; default: `id` where the input has it, else the row's position."),
     lang: Optional[str] = typer.Option(None, help="Language of every row (required for plain text; overrides --lang-column)."),
     index_factory: Optional[str] = typer.Option(None, help="FAISS factory string, e.g. 'OPQ64,IVF4096,PQ64'; default: chosen by corpus size and memory."),
     max_index_memory: str = typer.Option("4G", help="Memory budget of the index at query time and of its training sample, e.g. 512M, 4G."),
