@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from emsearch.store import Record, Store
 __all__ = ["Hit", "Index", "IndexOpenError", "Record", "index_path"]
 
 EXACT_SUBSET_ROWS = 32_768  # a language restriction this small is scanned exactly
+RESTRICTIONS_KEPT = 8  # language restrictions (rows, and vectors or selector) cached between queries
 RERANK_CHUNK = 256  # queries re-scored at a time: bounds the (chunk·candidates, dim) gather
 
 
@@ -68,7 +70,7 @@ class Index:
         self._store = store
         self._faiss = faiss_indexes
         self._params = manifest["index"]["params"]
-        self._selectors: dict[tuple[str, ...], tuple[np.ndarray, Any]] = {}
+        self._restrictions: OrderedDict[tuple[str, ...], _Restriction] = OrderedDict()
 
     @classmethod
     def open(cls, path: str | Path, encoder: Encoder | None = None, *, model: str | Path | None = None) -> Index:
@@ -123,7 +125,7 @@ class Index:
     def close(self) -> None:
         self._store.close()
         self._faiss = []
-        self._selectors.clear()
+        self._restrictions.clear()
 
     def languages(self) -> dict[str, int]:
         """Rows per language (canonical ISO 639-3 code)."""
@@ -167,12 +169,10 @@ class Index:
         if len(xq) == 0:
             return np.zeros((0, k), dtype=np.float32), np.zeros((0, k), dtype=np.int64)
         exact = self._params["kind"] == "flat"
-        subset = self._subset(langs)
-        # a small restriction is scanned exactly with BLAS (for a flat index, any restriction up to 8× as large:
-        # the ID-selector path of IndexFlat scans without BLAS)
-        if subset is not None and len(subset) <= EXACT_SUBSET_ROWS * (8 if exact else 1):
-            return _finish(*_exact_knn(xq, self._emb.take(subset), subset, k))
-        selector = self._selector(langs) if subset is not None else None
+        restriction = self._restriction(langs)
+        if restriction is not None and restriction.vectors is not None:
+            return _finish(*_exact_knn(xq, restriction.vectors, restriction.rows, k))
+        selector = restriction.selector if restriction is not None else None
         kk = k if exact else max(k, rerank or self.manifest["index"].get("rerank") or self._params["rerank"])
         params = self._search_params(selector, nprobe)
         heap = faiss.ResultHeap(len(xq), kk, keep_max=True)
@@ -196,28 +196,33 @@ class Index:
         return [[Hit(rank, float(d), int(i), by_row[i].id, by_row[i].lang, by_row[i].text, by_row[i].meta)
                  for rank, (d, i) in enumerate(zip(Dq, Iq), 1) if i >= 0] for Dq, Iq in zip(D, I)]
 
-    def _subset(self, langs: Sequence[str] | None) -> np.ndarray | None:
+    def _restriction(self, langs: Sequence[str] | None) -> _Restriction | None:
+        """How to search only `langs` (None: no restriction), cached for the next queries."""
         if langs is None:
             return None
-        if isinstance(langs, str):
-            langs = [langs]
-        codes = sorted({normalize_lang(lang) for lang in langs})
-        if not codes:
-            raise ValueError("langs is empty: give at least one language, or None for all")
-        if len(codes) == len(self.languages()):
-            return None  # every language: no restriction
-        return np.unique(np.concatenate([self.rows_of_lang(c) for c in codes]))
-
-    def _selector(self, langs: Sequence[str]) -> Any:
-        """A FAISS bitmap selector for the languages (cached; the bitmap must outlive the selector)."""
         key = tuple(sorted({normalize_lang(lang) for lang in ([langs] if isinstance(langs, str) else langs)}))
-        if key not in self._selectors:
+        if not key:
+            raise ValueError("langs is empty: give at least one language, or None for all")
+        if key in self._restrictions:
+            self._restrictions.move_to_end(key)
+            return self._restrictions[key]
+        rows = np.unique(np.concatenate([self.rows_of_lang(c) for c in key]))
+        if len(rows) == self.ntotal:
+            return None  # every language: no restriction
+        # a small restriction is scanned exactly with BLAS (for a flat index, any restriction up to 8× as large:
+        # the ID-selector path of IndexFlat scans without BLAS, and a flat index holds all vectors in memory anyway)
+        if len(rows) <= EXACT_SUBSET_ROWS * (8 if self._params["kind"] == "flat" else 1):
+            restriction = _Restriction(rows, vectors=self._emb.take(rows))
+        else:
             bits = np.zeros(self.ntotal, dtype=bool)
-            for lang in key:
-                bits[self.rows_of_lang(lang)] = True
+            bits[rows] = True
             bitmap = np.packbits(bits, bitorder="little")
-            self._selectors[key] = (bitmap, faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(bitmap)))
-        return self._selectors[key][1]
+            restriction = _Restriction(rows, bitmap=bitmap,
+                                       selector=faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(bitmap)))
+        self._restrictions[key] = restriction
+        if len(self._restrictions) > RESTRICTIONS_KEPT:
+            self._restrictions.popitem(last=False)
+        return restriction
 
     def _search_params(self, selector: Any, nprobe: int | None) -> faiss.SearchParameters | None:
         if self._params["kind"] == "ivf":
@@ -230,6 +235,16 @@ class Index:
         if selector is not None:
             p.sel = selector
         return p
+
+
+@dataclass
+class _Restriction:
+    """The rows of some languages, and how to search them: exactly over `vectors` when few, else by `selector`."""
+
+    rows: np.ndarray
+    vectors: np.ndarray | None = None
+    bitmap: np.ndarray | None = None  # the selector reads it: it must live as long as the selector
+    selector: Any = None
 
 
 def rescore(xq: np.ndarray, I: np.ndarray, k: int, emb: ShardedEmbeddings) -> tuple[np.ndarray, np.ndarray]:
