@@ -16,8 +16,11 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -216,6 +219,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
     bar = _progress_bar(cfg.steps, state["step"]) if progress and rank == 0 else None
     trainee.train()
     window = {"t": time.time(), "pairs": 0, "tokens": 0}
+    restore_sigterm = _sigterm_like_ctrl_c()
     try:
         while state["step"] < cfg.steps:
             position, batch = next(stream)
@@ -260,6 +264,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
         say(f"interrupted at step {state['step']}: checkpoint saved; continue with --resume")
         raise
     finally:
+        restore_sigterm()
         if bar:
             bar.stop()
     checkpoint()
@@ -268,6 +273,22 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
     if world > 1:
         dist.destroy_process_group()
     return out / "model"
+
+
+def _sigterm_like_ctrl_c() -> Callable[[], None]:
+    """Make SIGTERM (Slurm, Kubernetes, `kill`) stop training as Ctrl-C does: checkpoint, then exit.
+
+    Returns the function that puts the previous handler back (a no-op off the main thread, where Python cannot
+    handle signals).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _to_device(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,3 +106,22 @@ def test_both_objectives_off_is_refused(tmp_path):
     data = write_pairs(tmp_path / "pairs.parquet", 50)
     with pytest.raises(ValueError, match="not both 0"):
         train(tiny_config(tmp_path, data, xtr_weight=0.0, contrastive_weight=0.0), progress=False)
+
+
+def test_sigterm_checkpoints_like_ctrl_c(tmp_path, monkeypatch):
+    data = write_pairs(tmp_path / "pairs.parquet", 300)
+    cfg = tiny_config(tmp_path / "run", data, steps=12, checkpoint_every=50, log_every=4)
+    lr_at = train_module.lr_at
+
+    def terminate_at_step_5(step, cfg):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler stopping the job
+        return lr_at(step, cfg)
+
+    monkeypatch.setattr(train_module, "lr_at", terminate_at_step_5)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is before
+    state = json.loads((tmp_path / "run" / "run" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 5
