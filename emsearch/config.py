@@ -1,7 +1,7 @@
 """Typed configuration: the model's shape and the training run, as frozen dataclasses saved as JSON.
 
 Presets are named model shapes. `paper` is the EMS paper's encoder; the CPU presets were sized by measuring
-training throughput on a 2-core CPU (see README, "Benchmarks"): `cpu-small` is the shipped default model.
+training throughput on a 2-core CPU (see README, "Benchmarks"): `cpu-fast` is the shipped default model.
 """
 
 from __future__ import annotations
