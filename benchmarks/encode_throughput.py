@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--column", default="text", help="text column of --text")
     parser.add_argument("--tokenizer", help="SentencePiece model (default: the shipped model's, or train one)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (model init, sampled sentences and batches)")
     args = parser.parse_args()
     unknown = [p for p in args.presets.split(",") if p not in PRESETS]
     if unknown:

@@ -171,7 +171,7 @@ def main() -> int:
     p.add_argument("--langs", help="comma-separated languages to score, any code style (default: see --min-pairs)")
     p.add_argument("--all", action="store_true", help="score every FLORES language")
     p.add_argument("--min-pairs", type=int, default=20_000, help="default languages: at least this many pairs")
-    p.add_argument("--speed-sentences", type=int, default=2000)
+    p.add_argument("--speed-sentences", type=int, default=2000, help="sentences timed per encoder for the speed column")
     p.add_argument("--runs", type=int, default=3, help="speed runs per encoder; the median is reported")
     p.add_argument("--bucc", default="", help="comma-separated mining pairs to score too, e.g. de-en,fr-en")
     p.add_argument("--out", type=Path, help="also write the JSON result here")

@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--data", help="real pairs (parquet/TSV with lang, text, eng) instead of synthetic ids")
     parser.add_argument("--tokenizer", help="SentencePiece model for --data")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (model init, sampled sentences and batches)")
     args = parser.parse_args()
     if args.data and not args.tokenizer:
         parser.error("--data needs --tokenizer (a SentencePiece model, e.g. runs/default/tokenizer.model)")

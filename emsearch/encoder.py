@@ -115,7 +115,11 @@ class Encoder:
         return cls(model, Tokenizer(files["tokenizer.model"], cfg.max_len), info, device)
 
     def save(self, path: str | Path, *, half: bool = True, card: str | None = None, **extra: Any) -> Path:
-        """Write the bundle atomically (a temp directory renamed into place); `extra` goes into config.json."""
+        """Write the bundle atomically (a temp directory renamed into place); `extra` goes into config.json.
+
+        This encoder is left as it was: with `half` its fp32 weights are not the saved ones, so it does not take
+        the bundle's model id. `Encoder.load(path)` gives the saved model.
+        """
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,7 +142,6 @@ class Encoder:
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
-        self.info = info
         return path
 
     @torch.inference_mode()

@@ -70,6 +70,7 @@ def test_fp32_bundle_is_exact_and_fp16_bundle_is_close(tiny_model, tmp_path):
     cosine = (fp16 * expected).sum(1)
     assert cosine.min() > 0.999 and np.abs(fp16 - expected).max() < 0.01
     assert json.loads((tmp_path / "fp16" / "config.json").read_text())["note"] == "random weights"
+    assert fresh.info == {"note": "random weights"}  # the fp32 encoder does not take the fp16 bundle's id
 
 
 def test_save_is_atomic_and_keeps_the_model_card(tiny_model, tmp_path):
