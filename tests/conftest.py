@@ -54,4 +54,4 @@ def tiny_model(tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("tiny_model")
     data = write_pairs(tmp / "pairs.parquet", 3000)
-    return train(tiny_config(tmp, data), progress=False)
+    return train(tiny_config(tmp, data, steps=250), progress=False)  # top-1 on unseen pairs ~0.95 (150: ~0.8)

@@ -53,9 +53,10 @@ def assert_every_row_once(out: Path, ids: list[str], texts: list[str]) -> None:
         records = index.records(range(index.ntotal))
         assert [r.id for r in records] == ids and [r.text for r in records] == texts
         assert sum(index.languages().values()) == len(ids)
-        # no stored vector is missing from the FAISS side: each finds itself (or an equal) first
+        # no stored vector is missing from the FAISS side: visiting every list and re-scoring every candidate
+        # (so that PQ's approximate ranking cannot hide a row), each finds itself (or an equal) first
         xq = index.embeddings(np.arange(index.ntotal))
-        D, _ = index.search_vectors(xq, 1)
+        D, _ = index.search_vectors(xq, 1, nprobe=index.ntotal, rerank=index.ntotal)
         assert (D[:, 0] >= (xq * xq).sum(1) - 1e-4).all()
         # and each row's vector is its own text's, in every shard
         rows = np.random.default_rng(0).choice(index.ntotal, 120, replace=False)
