@@ -12,8 +12,11 @@ from rich.text import Text
 
 
 class RateColumn(ProgressColumn):
+    """Rows/s: rich's recent-window speed while it has one, else (a single update, or done) the job's average."""
+
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed or 0:,.0f} rows/s", style="progress.data.speed")
+        speed = task.finished_speed or task.speed or (task.completed / task.elapsed if task.elapsed else 0)
+        return Text(f"{speed:,.0f} rows/s", style="progress.data.speed")
 
 
 class _Silent:
