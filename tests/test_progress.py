@@ -14,9 +14,9 @@ def test_rate_shows_the_average_when_a_job_ends_in_one_update():
 
 def test_rate_uses_the_recent_window_while_running():
     clock = [0.0]
-    progress = Progress(RateColumn(), get_time=lambda: clock[0], disable=True)
+    progress = Progress(RateColumn(), get_time=lambda: clock[0], disable=True, speed_estimate_period=2)
     task = progress.add_task("encoding", total=1000)
-    for _ in range(4):
-        clock[0] += 1.0
+    for t in (10.0, 11.0, 12.0):  # a slow start, then 100 rows/s: the job's average would be 25 rows/s
+        clock[0] = t
         progress.advance(task, 100)
     assert RateColumn().render(progress.tasks[0]).plain == "100 rows/s"
