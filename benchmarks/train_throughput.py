@@ -8,11 +8,12 @@
 Batches are the real training batches (`PairDataset`: language-sampled, longest-first, cut by --batch-tokens
 per side), either of synthetic token ids whose lengths are drawn from --min-len..--max-len (no data needed) or
 of real pairs tokenized with a real SentencePiece model. A step is what `emsearch.train` does per batch:
-forward of both sides, XTR + contrastive losses, backward, gradient clipping, AdamW.
+forward of both sides, XTR + contrastive losses, backward, gradient clipping, AdamW (+ SparseAdam for the
+embedding tables).
 
 Model FLOPs of a step with B pairs padded to width T (both sides share T in training):
     encoder: 3 × forward_flops_per_token(cfg, T) × 2B·T          (forward + backward ≈ 3 × forward)
-    heads:   3 × 2 × 2B × (XTR: (d + lang_dim)·d + d·V; projection: d·d + d·proj_dim)
+    heads:   3 × 2 × 2B × (XTR: (d + lang_dim)·d + d·P; projection: d·d + d·proj_dim), P = the batch vocabulary
 MFU = model FLOP/s ÷ the machine's fp32 matmul FLOP/s, measured right after every step (a 2048² product), so
 a machine shared with other work loads both equally; the figure is the median of the per-step ratios.
 """
@@ -39,7 +40,8 @@ from emsearch.config import PRESETS, ModelConfig, TrainConfig  # noqa: E402
 from emsearch.data import PairDataset, Pairs, read_pairs  # noqa: E402
 from emsearch.model import EMSEncoder, EMSHeads, forward_flops_per_token  # noqa: E402
 from emsearch.tokenizer import EOS_ID, Tokenizer  # noqa: E402
-from emsearch.train import Trainee, make_optimizer  # noqa: E402
+from emsearch.losses import batch_vocabulary  # noqa: E402
+from emsearch.train import Trainee, make_optimizers  # noqa: E402
 
 LANGS = ["ces", "cmn", "deu", "fra", "jpn", "rus", "spa", "tur"]
 
@@ -75,11 +77,12 @@ def real_dataset(tokenizer: Tokenizer, data: str, n_pairs: int, seed: int) -> Pa
     return PairDataset(pairs, tokenizer, sorted(set(pairs.lang) | {"eng"}), max_length_ratio=3.0)
 
 
-def step_flops(cfg: ModelConfig, pairs: int, width: int) -> tuple[float, float]:
-    """(encoder, heads) model FLOPs of one training step on `pairs` pairs padded to `width` tokens."""
+def step_flops(cfg: ModelConfig, pairs: int, width: int, pieces: int) -> tuple[float, float]:
+    """(encoder, heads) model FLOPs of one training step on `pairs` pairs padded to `width` tokens, XTR scoring
+    `pieces` vocabulary pieces."""
     rows = 2 * pairs
     encoder = 3 * forward_flops_per_token(cfg, width) * rows * width
-    heads_forward = 2 * rows * ((cfg.dim + cfg.lang_dim) * cfg.dim + cfg.dim * cfg.vocab_size
+    heads_forward = 2 * rows * ((cfg.dim + cfg.lang_dim) * cfg.dim + cfg.dim * pieces
                                 + cfg.dim * cfg.dim + cfg.dim * cfg.proj_dim)
     return encoder, 3 * heads_forward
 
@@ -96,7 +99,7 @@ def bench_preset(name: str, args: argparse.Namespace, steps: int) -> dict:
     train_cfg = TrainConfig(batch_tokens=args.batch_tokens)
     torch.manual_seed(args.seed)
     trainee = Trainee(EMSEncoder(cfg), EMSHeads(cfg), data.languages.index("eng")).train()
-    opt = make_optimizer(trainee, train_cfg)
+    opts = make_optimizers(trainee, train_cfg)
     stream = data.stream(seed=args.seed, alpha=train_cfg.alpha, batch_tokens=args.batch_tokens)
 
     records = []
@@ -107,15 +110,18 @@ def bench_preset(name: str, args: argparse.Namespace, steps: int) -> dict:
         # The body of emsearch.train's loop.
         losses = trainee(src, tgt, lang, dup, temperature=train_cfg.temperature, xtr_weight=train_cfg.xtr_weight,
                          contrastive_weight=train_cfg.contrastive_weight)
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        nn.utils.clip_grad_norm_(trainee.parameters(), train_cfg.grad_clip)
-        opt.step()
+        nn.utils.clip_grad_norm_([p for p in trainee.parameters() if p.grad is not None and not p.grad.is_sparse],
+                                 train_cfg.grad_clip)
+        for opt in opts:
+            opt.step()
         seconds = time.perf_counter() - start
         if i < args.warmup:
             continue
         B, T = len(batch.src_lang), max(batch.src.shape[1], batch.tgt.shape[1])
-        encoder, heads = step_flops(cfg, B, T)
+        encoder, heads = step_flops(cfg, B, T, len(batch_vocabulary(src, tgt)))
         real_tokens = int((batch.src != 0).sum() + (batch.tgt != 0).sum())
         mm = matmul_flops(2048, repeats=1)[0]
         records.append({"s": seconds, "pairs": B, "tokens": 2 * B * T, "real_tokens": real_tokens,

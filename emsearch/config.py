@@ -1,7 +1,8 @@
 """Typed configuration: the model's shape and the training run, as frozen dataclasses saved as JSON.
 
-Presets are named model shapes. `paper` is the EMS paper's encoder; the CPU presets were sized by measuring
-training throughput on a 2-core CPU (see README, "Benchmarks"): `cpu-fast` is the shipped default model.
+Presets are named model shapes. `paper` is the EMS paper's encoder (a transformer); `cpu-bag` is the shipped
+default: no transformer block at all, wide token embeddings pooled with learned per-token weights. On 2 CPU
+cores that shape learns far more per CPU-minute than a small transformer (README, "The default model").
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ class ModelConfig:
     """Shape of the EMS encoder and of its training-only heads."""
 
     vocab_size: int = 32000
-    dim: int = 256  # width d of the transformer and of the sentence vector
-    layers: int = 4
+    dim: int = 256  # width d of the token embeddings, the transformer and the sentence vector
+    layers: int = 4  # transformer blocks over the embeddings; 0 = a bag of sub-word embeddings
     heads: int = 4
     ffn: int = 1024
     max_len: int = 64  # tokens per sentence, EOS included; longer input is truncated
     dropout: float = 0.1
+    pooling: str = "mean"  # "mean" over tokens, or "weighted": a learned weight per vocabulary piece (SIF-like)
     lang_dim: int = 128  # XTR target-language embedding
-    proj_dim: int = 128  # contrastive projection
+    proj_dim: int = 128  # contrastive projection head; 0 = the contrastive loss acts on the sentence vector itself
     n_langs: int = 1  # size of the XTR language table (set from the training data)
 
 
@@ -42,9 +44,16 @@ PRESETS: dict[str, ModelConfig] = {
     # dev accuracy (README, "The default model"): at this compute, more pairs beat more depth. No dropout: the
     # run sees each pair about once, so there is nothing to regularise against.
     "cpu-fast": ModelConfig(vocab_size=32000, dim=128, layers=2, heads=2, ffn=512, max_len=64, dropout=0.0),
+    # The shipped default: a bag of 32k sub-word embeddings of width 512 with learned token weights, contrastive
+    # loss on the sentence vector itself. Its training is one sparse row update per token, so 2 cores see
+    # thousands of pairs per second and batches of thousands of negatives.
+    "cpu-bag": ModelConfig(vocab_size=32000, dim=512, layers=0, heads=1, ffn=0, max_len=64, dropout=0.0,
+                           pooling="weighted", proj_dim=0),
     # For tests and smoke runs.
     "tiny": ModelConfig(vocab_size=2000, dim=64, layers=2, heads=2, ffn=128, max_len=32, dropout=0.0,
                         lang_dim=16, proj_dim=32),
+    "tiny-bag": ModelConfig(vocab_size=2000, dim=64, layers=0, heads=1, ffn=0, max_len=32, dropout=0.0,
+                            pooling="weighted", lang_dim=16, proj_dim=0),
 }
 
 
@@ -72,7 +81,8 @@ class TrainConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     tokenizer_path: str | None = None  # reuse a trained SentencePiece model instead of training one
     steps: int = 20000
-    batch_tokens: int = 4096  # tokens per side per batch (padding included)
+    batch_tokens: int = 4096  # tokens per side per batch (padding included), for length-bucketed batches
+    batch_pairs: int = 0  # > 0: batches of this many pairs in random order instead (in-batch negatives)
     lr: float = 5e-4
     min_lr_ratio: float = 0.1
     warmup: int = 500
@@ -80,6 +90,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     temperature: float = 0.1  # contrastive softmax temperature
     xtr_weight: float = 1.0
+    xtr_pairs: int = 0  # > 0: XTR on the first N pairs of each batch only (its cost grows with the batch vocabulary)
     contrastive_weight: float = 2.0
     alpha: float = 0.3  # language sampling temperature for training batches
     max_length_ratio: float = 3.0  # drop pairs whose token lengths differ more than this (after +8 smoothing)
@@ -91,6 +102,7 @@ class TrainConfig:
     eval_langs: tuple[str, ...] = ()  # languages of eval_file to score; empty = those seen in training
     eval_max_langs: int = 24
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    init_from: str | None = None  # a model bundle whose token embeddings (and token weights) start this run
 
 
 def to_json(obj: Any) -> str:

@@ -1,5 +1,6 @@
-"""Parallel training data: read and validate X↔English pairs, tokenize once, and draw language-balanced,
-length-bucketed, token-budget batches in a reproducible order.
+"""Parallel training data: read and validate X↔English pairs, tokenize once, and draw language-balanced
+batches in a reproducible order: length-bucketed token-budget batches (for transformers, where padding costs),
+or fixed-size batches of randomly mixed pairs (for bag models, where only the number of negatives matters).
 
 Reproducible order: the batch stream is cut into chunks; chunk k is drawn from an RNG seeded by (seed, k),
 so a resumed run regenerates exactly the chunk it stopped in and skips the batches it already did.
@@ -168,13 +169,17 @@ class PairDataset:
         p = n**alpha
         return p / p.sum()
 
-    def chunk(self, k: int, *, seed: int, alpha: float, batch_tokens: int) -> list[np.ndarray]:
-        """Batches (arrays of row indices) of chunk k: sample rows by language, sort by length, cut by tokens."""
+    def chunk(self, k: int, *, seed: int, alpha: float, batch_tokens: int, batch_pairs: int = 0) -> list[np.ndarray]:
+        """Batches (arrays of row indices) of chunk k: sample rows by language, then either cut them in random
+        order into `batch_pairs`-row batches, or (batch_pairs 0) sort them by length and cut by tokens."""
         rng = np.random.default_rng([seed, k])
         per_lang = rng.multinomial(self.CHUNK_PAIRS, self.language_probs(alpha))
         rows = np.concatenate(
             [rng.choice(r, size=m) for r, m in zip(self.rows_by_lang, per_lang) if m and len(r)]
         )
+        if batch_pairs:
+            rows = rng.permutation(rows)
+            return [rows[i : i + batch_pairs] for i in range(0, len(rows) - batch_pairs + 1, batch_pairs)]
         rows = rows[np.lexsort((rng.random(len(rows)), -self.width[rows]))]  # longest first, random ties
         batches, start = [], 0
         while start < len(rows):
@@ -184,12 +189,12 @@ class PairDataset:
         rng.shuffle(batches)  # type: ignore[arg-type]
         return batches
 
-    def stream(self, *, seed: int, alpha: float, batch_tokens: int, start: tuple[int, int] = (0, 0),
-               rank: int = 0, world: int = 1) -> Iterator[tuple[tuple[int, int], Batch]]:
+    def stream(self, *, seed: int, alpha: float, batch_tokens: int, batch_pairs: int = 0,
+               start: tuple[int, int] = (0, 0), rank: int = 0, world: int = 1) -> Iterator[tuple[tuple[int, int], Batch]]:
         """Endless (position, batch) stream from `start`; position (chunk, i) is where to resume after it."""
         k, i = start
         while True:
-            batches = self.chunk(k, seed=seed, alpha=alpha, batch_tokens=batch_tokens)
+            batches = self.chunk(k, seed=seed, alpha=alpha, batch_tokens=batch_tokens, batch_pairs=batch_pairs)
             usable = len(batches) - len(batches) % world  # every rank gets the same number per chunk
             for j in range(i, usable, world):
                 rows = batches[j + rank]

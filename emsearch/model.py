@@ -1,7 +1,13 @@
-"""The EMS encoder (a transformer with mean pooling) and its two training-only heads (XTR, contrastive).
+"""The EMS encoder and its two training-only heads (XTR, contrastive).
 
-Shapes: B sentences, T tokens, C = config.dim, V = vocabulary, L = XTR language table.
-The encoder is all that ships; the heads exist only to train it (Mao et al., TASLP 2024, §III).
+The encoder is token embeddings, `layers` transformer blocks over them (0 = none: a bag of sub-word
+embeddings), then pooling over non-pad tokens: a plain mean, or a mean weighted by a learned scalar per
+vocabulary piece (like SIF weights, but trained). Shapes: B sentences, T tokens, C = config.dim,
+V = vocabulary, L = XTR language table. The encoder is all that ships; the heads exist only to train it
+(Mao et al., TASLP 2024, §III).
+
+Embedding tables use sparse gradients (unless built with sparse=False, as for DDP): a step touches only the rows
+of the tokens in its batch, which is what makes wide embeddings cheap to train (see `train.make_optimizers`).
 """
 
 from __future__ import annotations
@@ -39,50 +45,85 @@ class Block(nn.Module):
 
 
 class EMSEncoder(nn.Module):
-    """Token ids → one L2-normalisable sentence vector per sentence (mean over non-pad tokens)."""
+    """Token ids → one L2-normalisable sentence vector per sentence (pooled over non-pad tokens)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, sparse: bool = True):
         super().__init__()
+        if cfg.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {cfg.pooling!r}: choose one of {', '.join(POOLINGS)}")
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim, padding_idx=0)
-        self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
-        self.ln_f = nn.LayerNorm(cfg.dim)
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim, padding_idx=0, sparse=sparse)
+        if cfg.pooling == "weighted":
+            self.tok_weight = nn.Embedding(cfg.vocab_size, 1, sparse=sparse)  # log-weight per piece, 0 = mean
+        if cfg.layers:
+            self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
+            self.dropout = nn.Dropout(cfg.dropout)
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+            self.ln_f = nn.LayerNorm(cfg.dim)
         self.apply(_init_weights)
+        if cfg.pooling == "weighted":
+            nn.init.zeros_(self.tok_weight.weight)
+        for block in self.blocks if cfg.layers else ():
+            # Residual branches start at zero, so blocks added over trained embeddings start as the identity.
+            nn.init.zeros_(block.out.weight)
+            nn.init.zeros_(block.ffn[2].weight)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T), 0 = padding → sentence vectors (B, C), not normalised."""
         keep = ids != 0  # (B, T)
+        w = keep.to(self.tok_emb.weight.dtype)  # (B, T)
+        if self.cfg.pooling == "weighted":
+            w = w * self.tok_weight(ids).squeeze(-1).clamp(-10.0, 10.0).exp()
+        if not self.cfg.layers:
+            return _bag(self.tok_emb, ids[keep], keep.sum(1), w[keep])
         pos = torch.arange(ids.shape[1], device=ids.device)
         x = self.dropout(self.tok_emb(ids) + self.pos_emb(pos))  # (B, T, C)
         for block in self.blocks:
             x = block(x, keep)
         x = self.ln_f(x)
-        w = keep.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-        return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return (x * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-6)
+
+
+POOLINGS = ("mean", "weighted")
+
+
+def _bag(table: nn.Embedding, flat_ids: torch.Tensor, lengths: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of table rows per sentence, over the unpadded tokens only (an EmbeddingBag: no (B, T, C))."""
+    offsets = torch.zeros_like(lengths)
+    offsets[1:] = lengths.cumsum(0)[:-1]
+    total = F.embedding_bag(flat_ids, table.weight, offsets, mode="sum", sparse=table.sparse,
+                            per_sample_weights=w)  # (B, C)
+    norm = torch.zeros(len(lengths), dtype=w.dtype, device=w.device).index_add_(
+        0, torch.repeat_interleave(torch.arange(len(lengths), device=w.device), lengths), w)
+    return total / norm.clamp(min=1e-6).unsqueeze(1)
 
 
 class EMSHeads(nn.Module):
     """Training-only heads over the sentence vector u (B, C).
 
-    XTR: [u; lang_emb(target)] → Linear → GELU → LayerNorm → vocabulary logits (B, V).
-    Contrastive: u → Linear → ReLU → Linear → (B, proj_dim), compared by cosine.
+    XTR: [u; lang_emb(target)] → Linear → GELU → LayerNorm → logits over a set of vocabulary pieces (the output
+    table is an embedding, so scoring only the pieces a batch needs costs only those rows).
+    Contrastive: u → Linear → ReLU → Linear → (B, proj_dim), compared by cosine; with proj_dim 0, u itself.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, sparse: bool = True):
         super().__init__()
         self.lang_emb = nn.Embedding(cfg.n_langs, cfg.lang_dim)
         self.xtr = nn.Sequential(nn.Linear(cfg.dim + cfg.lang_dim, cfg.dim), nn.GELU(), nn.LayerNorm(cfg.dim))
-        self.vocab = nn.Linear(cfg.dim, cfg.vocab_size)
-        self.proj = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.ReLU(), nn.Linear(cfg.dim, cfg.proj_dim))
+        self.vocab_emb = nn.Embedding(cfg.vocab_size, cfg.dim, sparse=sparse)
+        self.vocab_bias = nn.Embedding(cfg.vocab_size, 1, sparse=sparse)
+        self.proj = (nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.ReLU(), nn.Linear(cfg.dim, cfg.proj_dim))
+                     if cfg.proj_dim else nn.Identity())
         self.apply(_init_weights)
+        nn.init.zeros_(self.vocab_bias.weight)
 
-    def xtr_logits(self, u: torch.Tensor, target_lang: torch.Tensor) -> torch.Tensor:
-        return self.vocab(self.xtr(torch.cat([u, self.lang_emb(target_lang)], dim=-1)))  # (B, V)
+    def xtr_logits(self, u: torch.Tensor, target_lang: torch.Tensor, pieces: torch.Tensor) -> torch.Tensor:
+        """Logits (B, P) of the vocabulary pieces `pieces` (P,) for the sentences u in their target languages."""
+        h = self.xtr(torch.cat([u, self.lang_emb(target_lang)], dim=-1))  # (B, C)
+        return h @ self.vocab_emb(pieces).T + self.vocab_bias(pieces).T  # (B, P)
 
     def project(self, u: torch.Tensor) -> torch.Tensor:
-        return self.proj(u)  # (B, proj_dim)
+        return self.proj(u)  # (B, proj_dim or C)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -5,7 +5,7 @@
     torchrun --nproc-per-node 8 -m emsearch.cli train training/gpu.json
 
 Each step: encode both sides, then loss = xtr_weight · XTR(both directions) + contrastive_weight · InfoNCE.
-The run directory holds train_config.json, tokenizer.model, checkpoint/ (model, heads, optimiser; atomic),
+The run directory holds train_config.json, tokenizer.model, checkpoint/ (model, heads, optimisers; atomic),
 log.jsonl (metrics) and model/ (the encoder bundle, refreshed at every checkpoint). `--resume` continues the
 same run exactly: same batches (see data.py), same LR schedule, same dropout masks (seeded per step).
 """
@@ -19,10 +19,9 @@ import shutil
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,11 +29,11 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from emsearch.config import TrainConfig, load_json, resolve_model_config, to_json
+from emsearch.config import ModelConfig, TrainConfig, load_json, resolve_model_config, to_json
 from emsearch.data import Batch, PairDataset, read_pairs
 from emsearch.encoder import Encoder
 from emsearch.evaluate import retrieval_accuracy
-from emsearch.losses import contrastive_loss, xtr_loss
+from emsearch.losses import batch_vocabulary, contrastive_loss, xtr_loss
 from emsearch.model import EMSEncoder, EMSHeads
 from emsearch.tokenizer import Tokenizer, train_tokenizer
 
@@ -46,20 +45,23 @@ class Trainee(nn.Module):
         super().__init__()
         self.encoder, self.heads, self.eng_index = encoder, heads, eng_index
 
-    def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_lang: torch.Tensor, duplicates: torch.Tensor,
-                temperature: float, xtr_weight: float, contrastive_weight: float) -> dict[str, torch.Tensor]:
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_lang: torch.Tensor, duplicates: torch.Tensor, *,
+                temperature: float, xtr_weight: float, contrastive_weight: float,
+                xtr_pairs: int = 0) -> dict[str, torch.Tensor]:
         B = src.shape[0]
         width = max(src.shape[1], tgt.shape[1])
         both = torch.cat([nn.functional.pad(src, (0, width - src.shape[1])),
                           nn.functional.pad(tgt, (0, width - tgt.shape[1]))])  # (2B, T)
         u = self.encoder(both)  # (2B, C)
-        u_src, u_tgt = u[:B], u[B:]
         zero = u.new_zeros(())
         xtr = zero
         if xtr_weight:
-            eng = torch.full_like(src_lang, self.eng_index)
-            xtr = (xtr_loss(self.heads.xtr_logits(u_src, eng), tgt) +
-                   xtr_loss(self.heads.xtr_logits(u_tgt, src_lang), src)) / 2
+            n = min(B, xtr_pairs) if xtr_pairs else B
+            s, t = src[:n], tgt[:n]
+            pieces = batch_vocabulary(s, t)  # (P,): one softmax over the pieces of both sides
+            eng = torch.full_like(src_lang[:n], self.eng_index)
+            xtr = (xtr_loss(self.heads.xtr_logits(u[:n], eng, pieces), t, pieces) +
+                   xtr_loss(self.heads.xtr_logits(u[B:B + n], src_lang[:n], pieces), s, pieces)) / 2
         con = zero
         if contrastive_weight:
             z = self.heads.project(u)
@@ -75,27 +77,41 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    decay = [p for n, p in module.named_parameters() if p.dim() >= 2 and "emb" not in n]
-    no_decay = [p for n, p in module.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
+def make_optimizers(module: nn.Module, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    """AdamW for dense parameters; SparseAdam for embedding tables with sparse gradients (only the rows a batch
+    touches are updated, so a wide vocabulary table costs per step what its batch uses, not its size)."""
+    sparse = [m.weight for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse]
+    sparse_ids = {id(p) for p in sparse}
+    dense = [(n, p) for n, p in module.named_parameters() if id(p) not in sparse_ids]
+    decay = [p for n, p in dense if p.dim() >= 2 and "emb" not in n]
+    no_decay = [p for n, p in dense if not (p.dim() >= 2 and "emb" not in n)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    opts: list[torch.optim.Optimizer] = [torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)]
+    if sparse:
+        opts.append(torch.optim.SparseAdam(sparse, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6))
+    return opts
 
 
 # --- checkpoints: tensors in safetensors, the rest in JSON; written to a temp dir, then renamed -------------
 
-def save_checkpoint(path: Path, trainee: Trainee, opt: torch.optim.Optimizer, state: dict) -> None:
+def save_checkpoint(path: Path, trainee: Trainee, opts: list[torch.optim.Optimizer], state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in trainee.state_dict().items()}
-    opt_state = opt.state_dict()
-    for idx, slots in opt_state["state"].items():
-        for name, value in slots.items():
-            tensors[f"opt.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    groups, numbers = [], {}  # numbers: slots an optimiser keeps as Python numbers (SparseAdam's step), kept so
+    for j, opt in enumerate(opts):
+        opt_state = opt.state_dict()
+        for idx, slots in opt_state["state"].items():
+            for name, value in slots.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"opt{j}.{idx}.{name}"] = value.detach().cpu().contiguous()
+                else:
+                    numbers[f"opt{j}.{idx}.{name}"] = value
+        groups.append(opt_state["param_groups"])
     save_file(tensors, str(tmp / "state.safetensors"))
-    groups = [{k: v for k, v in g.items()} for g in opt_state["param_groups"]]
-    (tmp / "state.json").write_text(json.dumps({**state, "param_groups": groups}, indent=2) + "\n")
+    meta = {**state, "param_groups": groups, "optimizer_numbers": numbers}
+    (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
     old = path.with_name(path.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
@@ -104,20 +120,41 @@ def save_checkpoint(path: Path, trainee: Trainee, opt: torch.optim.Optimizer, st
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(path: Path, trainee: Trainee, opt: torch.optim.Optimizer) -> dict:
+def load_checkpoint(path: Path, trainee: Trainee, opts: list[torch.optim.Optimizer]) -> dict:
     meta = json.loads((path / "state.json").read_text())
     tensors = load_file(str(path / "state.safetensors"))
     trainee.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    slots: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            slots.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": slots, "param_groups": meta.pop("param_groups")})
+    groups, numbers = meta.pop("param_groups"), meta.pop("optimizer_numbers")
+    for j, opt in enumerate(opts):
+        slots: dict[int, dict[str, torch.Tensor | float]] = {}
+        for key, value in [*tensors.items(), *numbers.items()]:
+            if key.startswith(f"opt{j}."):
+                _, idx, name = key.split(".", 2)
+                slots.setdefault(int(idx), {})[name] = value
+        opt.load_state_dict({"state": slots, "param_groups": groups[j]})
     return meta
 
 
-# --- the run --------------------------------------------------------------------------------------------------
+# --- setup ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """Everything a training run holds between steps."""
+
+    cfg: TrainConfig
+    out: Path
+    data: PairDataset
+    tokenizer: Tokenizer
+    trainee: Trainee
+    model: nn.Module  # the trainee, or its DDP wrapper
+    opts: list[torch.optim.Optimizer]
+    device: torch.device
+    rank: int
+    world: int
+    eval_langs: list[str]
+    say: Callable[..., None]
+    state: dict = field(default_factory=lambda: {"step": 0, "position": [0, 0], "elapsed": 0.0, "pairs": 0})
+
 
 def _distributed() -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -131,20 +168,8 @@ def _distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def _log(out: Path, record: dict) -> None:
-    with open(out / "log.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _eval_langs(cfg: TrainConfig, counts: Counter) -> list[str]:
-    if cfg.eval_langs:
-        return list(cfg.eval_langs)
-    return [lang for lang, _ in counts.most_common() if lang != "eng"][: cfg.eval_max_langs]
-
-
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, console=None) -> Path:
-    """Run (or resume) training; returns the path of the exported encoder bundle."""
-    out = Path(cfg.out)
+def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
+    """Validate what can be checked before minutes of reading data; on resume, the recorded config wins."""
     if resume:
         if not (out / "checkpoint" / "state.json").is_file():
             raise FileNotFoundError(f"nothing to resume in {out}: no checkpoint/ (start without --resume)")
@@ -153,7 +178,51 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     if min(cfg.xtr_weight, cfg.contrastive_weight) < 0 or not (cfg.xtr_weight or cfg.contrastive_weight):
         raise ValueError("xtr_weight and contrastive_weight must be >= 0 and not both 0 (nothing would train)")
-    model_cfg = resolve_model_config(cfg)  # an unknown preset fails before minutes of reading data
+    if not 0 <= cfg.batch_pairs <= PairDataset.CHUNK_PAIRS:
+        raise ValueError(f"batch_pairs must be between 0 and {PairDataset.CHUNK_PAIRS:,}, got {cfg.batch_pairs}")
+    if cfg.init_from and not (Path(cfg.init_from) / "model.safetensors").is_file():
+        raise FileNotFoundError(f"init_from {cfg.init_from}: not a model bundle (no model.safetensors)")
+    resolve_model_config(cfg)  # an unknown preset fails here
+    return cfg
+
+
+def _tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, rank: int, world: int, say) -> Tokenizer:
+    """The run's SentencePiece model: copied from tokenizer_path or init_from's bundle, or trained on the pairs."""
+    path = out / "tokenizer.model"
+    given = cfg.tokenizer_path or (str(Path(cfg.init_from) / "tokenizer.model") if cfg.init_from else None)
+    if not path.is_file():
+        if given:
+            shutil.copyfile(given, path)
+        elif rank == 0:
+            by_lang: dict[str, list[str]] = {}
+            for lang, text in zip(pairs.lang, pairs.text):
+                by_lang.setdefault(lang, []).append(text)
+            by_lang.setdefault("eng", []).extend(sorted(set(pairs.eng)))
+            tok_cfg = replace(cfg.tokenizer, vocab_size=model_cfg.vocab_size)
+            say(f"training a {tok_cfg.vocab_size}-piece SentencePiece model")
+            train_tokenizer(by_lang, tok_cfg, path)
+        if world > 1:
+            dist.barrier()
+    return Tokenizer(path, model_cfg.max_len)
+
+
+def _warm_start(encoder: EMSEncoder, bundle: str, say) -> None:
+    """Start from another bundle's token embeddings (and token weights): stage 2 of a staged recipe."""
+    weights = load_file(str(Path(bundle) / "model.safetensors"))
+    own = encoder.state_dict()
+    taken = [k for k in ("tok_emb.weight", "tok_weight.weight") if k in weights and k in own
+             and weights[k].shape == own[k].shape]
+    if "tok_emb.weight" not in taken:
+        raise ValueError(f"init_from {bundle}: its token embeddings do not fit this model (other vocabulary or width)")
+    encoder.load_state_dict({k: weights[k].float() for k in taken}, strict=False)
+    say(f"token embeddings from {bundle} ({', '.join(taken)})")
+
+
+def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
+    """Read and tokenize the data, build model and optimisers, restore a checkpoint when resuming."""
+    out = Path(cfg.out)
+    cfg = _check(cfg, out, resume)
+    model_cfg = resolve_model_config(cfg)
     rank, world, device = _distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -164,21 +233,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
     pairs = read_pairs(cfg.data)
     say(f"read {len(pairs):,} pairs in {len(set(pairs.lang))} languages"
         + (f"; skipped {dict(pairs.skipped)}" if pairs.skipped else "") + f" ({time.time() - t0:.0f}s)")
-    tok_path = out / "tokenizer.model"
-    if not tok_path.is_file():
-        if cfg.tokenizer_path:
-            shutil.copyfile(cfg.tokenizer_path, tok_path)
-        elif rank == 0:
-            by_lang: dict[str, list[str]] = {}
-            for lang, text in zip(pairs.lang, pairs.text):
-                by_lang.setdefault(lang, []).append(text)
-            by_lang.setdefault("eng", []).extend(sorted(set(pairs.eng)))
-            tok_cfg = replace(cfg.tokenizer, vocab_size=model_cfg.vocab_size)
-            say(f"training a {tok_cfg.vocab_size}-piece SentencePiece model")
-            train_tokenizer(by_lang, tok_cfg, tok_path)
-        if world > 1:
-            dist.barrier()
-    tokenizer = Tokenizer(tok_path, model_cfg.max_len)
+    tokenizer = _tokenizer(cfg, model_cfg, pairs, out, rank, world, say)
     languages = sorted(set(pairs.lang) | {"eng"})
     model_cfg = replace(model_cfg, vocab_size=tokenizer.vocab_size, n_langs=len(languages))
     cfg = replace(cfg, model=model_cfg)
@@ -186,93 +241,153 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
         tmp = out / "train_config.json.tmp"
         tmp.write_text(to_json(cfg) + "\n", encoding="utf-8")
         os.replace(tmp, out / "train_config.json")
-
     data = PairDataset(pairs, tokenizer, languages, cfg.max_length_ratio)
     del pairs
     say(f"{len(data):,} pairs tokenized; skipped {dict(data.skipped)} ({time.time() - t0:.0f}s)")
 
     torch.manual_seed(cfg.seed)
-    trainee = Trainee(EMSEncoder(model_cfg), EMSHeads(model_cfg), languages.index("eng")).to(device)
-    opt = make_optimizer(trainee, cfg)
-    state = {"step": 0, "position": [0, 0], "elapsed": 0.0, "pairs": 0}
-    if resume:
-        state = load_checkpoint(out / "checkpoint", trainee, opt)
-        say(f"resumed at step {state['step']}")
+    sparse = world == 1  # DDP all-reduces dense gradients only
+    trainee = Trainee(EMSEncoder(model_cfg, sparse), EMSHeads(model_cfg, sparse), languages.index("eng")).to(device)
+    if cfg.init_from and not resume:
+        _warm_start(trainee.encoder, cfg.init_from, say)
+    opts = make_optimizers(trainee, cfg)
     model = nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    eval_langs = _eval_langs(cfg, data.counts)
+    eval_langs = list(cfg.eval_langs) or [
+        lang for lang, _ in data.counts.most_common() if lang != "eng"][: cfg.eval_max_langs]
+    run = Run(cfg, out, data, tokenizer, trainee, model, opts, device, rank, world, eval_langs, say)
+    if resume:
+        run.state = load_checkpoint(out / "checkpoint", trainee, opts)
+        say(f"resumed at step {run.state['step']}")
+    return run
 
-    def export() -> Path:
-        enc = Encoder(trainee.encoder, tokenizer, {"languages": dict(data.counts), "train_steps": state["step"]},
-                      device=str(device))
-        path = enc.save(out / "model")
-        trainee.train()
-        return path
 
-    def checkpoint() -> None:
-        if rank == 0:
-            save_checkpoint(out / "checkpoint", trainee, opt, state)
-            export()
+# --- the loop ------------------------------------------------------------------------------------------------
 
-    stream = data.stream(seed=cfg.seed, alpha=cfg.alpha, batch_tokens=cfg.batch_tokens,
-                         start=tuple(state["position"]), rank=rank, world=world)
-    bar = _progress_bar(cfg.steps, state["step"]) if progress and rank == 0 else None
-    trainee.train()
-    window = {"t": time.time(), "pairs": 0, "tokens": 0}
+def step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
+    """One optimiser step on one batch; dropout masks depend on the step number only, so resume replays them."""
+    cfg, n = run.cfg, run.state["step"]
+    torch.manual_seed(cfg.seed * 1_000_003 + n)
+    for opt in run.opts:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(n, cfg)
+    tensors = tuple(torch.from_numpy(a).to(run.device, non_blocking=True)
+                    for a in (batch.src, batch.tgt, batch.src_lang, batch.duplicates))
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if run.device.type == "cuda" else nullcontext()
+    with amp:
+        losses = run.model(*tensors, temperature=cfg.temperature, xtr_weight=cfg.xtr_weight,
+                           contrastive_weight=cfg.contrastive_weight, xtr_pairs=cfg.xtr_pairs)
+    for opt in run.opts:
+        opt.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    dense = [p for p in run.trainee.parameters() if p.grad is not None and not p.grad.is_sparse]
+    nn.utils.clip_grad_norm_(dense, cfg.grad_clip)
+    for opt in run.opts:
+        opt.step()
+    return losses
+
+
+def export(run: Run) -> Path:
+    """The encoder bundle of the run so far, in OUT/model."""
+    info = {"languages": dict(run.data.counts), "train_steps": run.state["step"]}
+    path = Encoder(run.trainee.encoder, run.tokenizer, info, device=str(run.device)).save(run.out / "model")
+    run.trainee.train()
+    return path
+
+
+def checkpoint(run: Run) -> None:
+    if run.rank == 0:
+        save_checkpoint(run.out / "checkpoint", run.trainee, run.opts, run.state)
+        export(run)
+
+
+def evaluate(run: Run) -> None:
+    """Dev retrieval accuracy of the encoder so far, logged next to the training metrics."""
+    encoder = Encoder(run.trainee.encoder, run.tokenizer, {"model_id": "training"}, device=str(run.device))
+    report = retrieval_accuracy(encoder, run.cfg.eval_file, langs=run.eval_langs)
+    run.trainee.train()
+    per_lang = {s.lang: round(s.mean, 4) for s in report.scores}
+    _log(run.out, {"step": run.state["step"], "elapsed": run.state["elapsed"], "eval_accuracy": report.average,
+                   "eval_per_lang": per_lang})
+    run.say(f"step {run.state['step']}: dev retrieval accuracy {report.average:.3f} over {len(per_lang)} languages")
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, console=None) -> Path:
+    """Run (or resume) training; returns the path of the exported encoder bundle."""
+    run = setup(cfg, resume=resume, console=console)
+    cfg, state = run.cfg, run.state
+    stream = run.data.stream(seed=cfg.seed, alpha=cfg.alpha, batch_tokens=cfg.batch_tokens,
+                             batch_pairs=cfg.batch_pairs, start=tuple(state["position"]),
+                             rank=run.rank, world=run.world)
+    meter = _Meter(run, progress and run.rank == 0)
+    run.trainee.train()
     restore_sigterm = _sigterm_like_ctrl_c()
     try:
         while state["step"] < cfg.steps:
             position, batch = next(stream)
-            step = state["step"]
-            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout masks depend on the step only
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, cfg)
-            tensors = _to_device(batch, device)
-            with amp:
-                losses = model(*tensors, temperature=cfg.temperature, xtr_weight=cfg.xtr_weight,
-                               contrastive_weight=cfg.contrastive_weight)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            nn.utils.clip_grad_norm_(trainee.parameters(), cfg.grad_clip)
-            opt.step()
-            state["step"] = step + 1
+            losses = step(run, batch)
+            state["step"] += 1
             state["position"] = list(position)
-            state["pairs"] += len(batch.src_lang) * world
-            window["pairs"] += len(batch.src_lang) * world
-            window["tokens"] += (batch.src.size + batch.tgt.size) * world
-            if state["step"] % cfg.log_every == 0 or state["step"] == cfg.steps:
-                now = time.time()
-                state["elapsed"] += now - window["t"]
-                rate = window["pairs"] / (now - window["t"])
-                record = {"step": state["step"], "lr": lr_at(step, cfg), "pairs_per_s": rate,
-                          "tokens_per_s": window["tokens"] / (now - window["t"]), "elapsed": state["elapsed"],
-                          **{k: v.item() for k, v in losses.items()}}
-                window = {"t": now, "pairs": 0, "tokens": 0}
-                if rank == 0:
-                    _log(out, record)
-                    if bar:
-                        bar.update(bar.task_ids[0], completed=state["step"],
-                                   info=f"loss {record['loss']:.3f} xtr {record['xtr']:.2f} "
-                                        f"con {record['contrastive']:.3f} {rate:.0f} pairs/s")
+            state["pairs"] += len(batch.src_lang) * run.world
+            meter.add(batch, losses)
             if state["step"] % cfg.checkpoint_every == 0:
-                checkpoint()
-            if cfg.eval_file and rank == 0 and state["step"] % cfg.eval_every == 0:
-                _evaluate(out, trainee, tokenizer, data, cfg, eval_langs, state, device, say)
-                window["t"] = time.time()
+                checkpoint(run)
+            if cfg.eval_file and run.rank == 0 and state["step"] % cfg.eval_every == 0:
+                evaluate(run)
+                meter.restart_clock()
     except KeyboardInterrupt:
-        checkpoint()
-        say(f"interrupted at step {state['step']}: checkpoint saved; continue with --resume")
+        checkpoint(run)
+        run.say(f"interrupted at step {state['step']}: checkpoint saved; continue with --resume")
         raise
     finally:
         restore_sigterm()
-        if bar:
-            bar.stop()
-    checkpoint()
-    if cfg.eval_file and rank == 0 and state["step"] % cfg.eval_every:
-        _evaluate(out, trainee, tokenizer, data, cfg, eval_langs, state, device, say)
-    if world > 1:
+        meter.close()
+    checkpoint(run)
+    if cfg.eval_file and run.rank == 0 and state["step"] % cfg.eval_every:
+        evaluate(run)
+    if run.world > 1:
         dist.destroy_process_group()
-    return out / "model"
+    return run.out / "model"
+
+
+class _Meter:
+    """Throughput and loss logging every log_every steps (log.jsonl), and the live progress line."""
+
+    def __init__(self, run: Run, show: bool):
+        self.run = run
+        self.bar = _progress_bar(run.cfg.steps, run.state["step"]) if show else None
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        self.t, self.pairs, self.tokens = time.time(), 0, 0
+
+    def add(self, batch: Batch, losses: dict[str, torch.Tensor]) -> None:
+        run, state = self.run, self.run.state
+        self.pairs += len(batch.src_lang) * run.world
+        self.tokens += (batch.src.size + batch.tgt.size) * run.world
+        if state["step"] % run.cfg.log_every and state["step"] != run.cfg.steps:
+            return
+        now = time.time()
+        state["elapsed"] += now - self.t
+        rate = self.pairs / (now - self.t)
+        record = {"step": state["step"], "lr": lr_at(state["step"] - 1, run.cfg), "pairs_per_s": rate,
+                  "tokens_per_s": self.tokens / (now - self.t), "elapsed": state["elapsed"],
+                  **{k: v.item() for k, v in losses.items()}}
+        self.restart_clock()
+        if run.rank == 0:
+            _log(run.out, record)
+            if self.bar:
+                self.bar.update(self.bar.task_ids[0], completed=state["step"],
+                                info=f"loss {record['loss']:.3f} xtr {record['xtr']:.2f} "
+                                     f"con {record['contrastive']:.3f} {rate:.0f} pairs/s")
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()
+
+
+def _log(out: Path, record: dict) -> None:
+    with open(out / "log.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def _sigterm_like_ctrl_c() -> Callable[[], None]:
@@ -291,21 +406,6 @@ def _sigterm_like_ctrl_c() -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _to_device(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
-    return tuple(torch.from_numpy(a).to(device, non_blocking=True)
-                 for a in (batch.src, batch.tgt, batch.src_lang, batch.duplicates))
-
-
-def _evaluate(out, trainee, tokenizer, data, cfg, eval_langs, state, device, say) -> None:
-    encoder = Encoder(trainee.encoder, tokenizer, {"model_id": "training"}, device=str(device))
-    report = retrieval_accuracy(encoder, cfg.eval_file, langs=eval_langs)
-    trainee.train()
-    per_lang = {s.lang: round(s.mean, 4) for s in report.scores}
-    _log(out, {"step": state["step"], "elapsed": state["elapsed"], "eval_accuracy": report.average,
-               "eval_per_lang": per_lang})
-    say(f"step {state['step']}: dev retrieval accuracy {report.average:.3f} over {len(per_lang)} languages")
-
-
 def _progress_bar(total: int, done: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -314,4 +414,3 @@ def _progress_bar(total: int, done: int):
     bar.add_task("train", total=total, completed=done, info="")
     bar.start()
     return bar
-

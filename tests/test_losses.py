@@ -7,22 +7,23 @@ import math
 import pytest
 import torch
 
-from emsearch.losses import bag_of_tokens, contrastive_loss, xtr_loss
+from emsearch.losses import bag_of_tokens, batch_vocabulary, contrastive_loss, xtr_loss
 from emsearch.tokenizer import EOS_ID, PAD_ID
 
-# Token ids 4 and 5 are ordinary pieces (0 = pad, 3 = EOS); the vocabulary has 6 entries.
+# Token ids 4 and 5 are ordinary pieces (0 = pad, 3 = EOS); the vocabulary has 6 entries, all scored here.
 V = 6
+ALL = torch.arange(V)
 
 
 def test_bag_of_tokens_counts_repeats_and_ignores_pad_and_eos():
     ids = torch.tensor([[5, 4, 5, EOS_ID, PAD_ID], [4, EOS_ID, PAD_ID, PAD_ID, PAD_ID]])
-    q = bag_of_tokens(ids, V)
+    q = bag_of_tokens(ids, ALL)
     expected = torch.tensor([[0, 0, 0, 0, 1 / 3, 2 / 3], [0, 0, 0, 0, 1, 0]])
     torch.testing.assert_close(q, expected)
 
 
 def test_bag_of_tokens_of_a_sentence_with_only_eos_is_all_zero():
-    q = bag_of_tokens(torch.tensor([[EOS_ID, PAD_ID]]), V)
+    q = bag_of_tokens(torch.tensor([[EOS_ID, PAD_ID]]), ALL)
     assert q.sum().item() == 0.0
 
 
@@ -33,20 +34,20 @@ def test_xtr_loss_matches_hand_computed_kl():
     # Mean over the batch: 2 log 2.
     logits = torch.log(torch.tensor([[1.0, 1, 1, 1, 2, 2], [1.0, 1, 1, 1, 1, 3]]))
     target = torch.tensor([[4, 5, EOS_ID], [4, 4, EOS_ID]])
-    assert xtr_loss(logits, target).item() == pytest.approx(2 * math.log(2), abs=1e-6)
+    assert xtr_loss(logits, target, ALL).item() == pytest.approx(2 * math.log(2), abs=1e-6)
 
 
 def test_xtr_loss_is_zero_when_the_prediction_is_the_target():
     # p = (0,...,0,1/3,2/3) up to a vanishing remainder: logits log(q) with the zeros replaced by -50.
     target = torch.tensor([[4, 5, 5, EOS_ID]])
     logits = torch.tensor([[-50.0, -50, -50, -50, math.log(1 / 3), math.log(2 / 3)]])
-    assert xtr_loss(logits, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert xtr_loss(logits, target, ALL).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_xtr_loss_accepts_half_precision_logits():
     logits = torch.log(torch.tensor([[1.0, 1, 1, 1, 2, 2]])).half()
     target = torch.tensor([[4, 5, EOS_ID]])
-    assert xtr_loss(logits, target).item() == pytest.approx(math.log(2), abs=1e-3)
+    assert xtr_loss(logits, target, ALL).item() == pytest.approx(math.log(2), abs=1e-3)
 
 
 def test_contrastive_loss_matches_hand_computed_symmetric_infonce():
@@ -94,3 +95,18 @@ def test_contrastive_loss_gradient_ranks_each_pair_first():
     sim = torch.nn.functional.normalize(a.detach(), dim=-1) @ torch.nn.functional.normalize(b, dim=-1).T
     assert sim.argmax(1).tolist() == [0, 1, 2, 3]
     assert contrastive_loss(a, b, 0.1).item() < start / 4
+
+
+def test_batch_vocabulary_is_the_sorted_distinct_ordinary_pieces():
+    a = torch.tensor([[9, 4, EOS_ID, PAD_ID]])
+    b = torch.tensor([[4, 7, 7, EOS_ID]])
+    assert batch_vocabulary(a, b).tolist() == [4, 7, 9]
+
+
+def test_xtr_loss_over_a_batch_vocabulary_is_the_kl_over_those_pieces():
+    # Pieces (4, 7, 9); logits log(1, 1, 2) → p = (1/4, 1/4, 1/2). Target: 9 and 4 → q = (1/2, 0, 1/2).
+    # KL = 1/2 · log(2) + 1/2 · log(1) = log(2) / 2. Scoring only these pieces leaves out the rest of V.
+    pieces = torch.tensor([4, 7, 9])
+    logits = torch.log(torch.tensor([[1.0, 1, 2]]))
+    target = torch.tensor([[9, 4, EOS_ID, PAD_ID]])
+    assert xtr_loss(logits, target, pieces).item() == pytest.approx(math.log(2) / 2, abs=1e-6)

@@ -25,15 +25,36 @@ def test_forward_flops_per_token_hand_computed():
     assert forward_flops_per_token(PRESETS["tiny"], 10) == 136_192
 
 
-def test_padding_does_not_change_a_sentence_vector():
+@pytest.mark.parametrize("preset", ["tiny", "tiny-bag"])
+def test_padding_does_not_change_a_sentence_vector(preset):
     torch.manual_seed(0)
-    model = EMSEncoder(PRESETS["tiny"]).eval()
+    model = EMSEncoder(PRESETS[preset]).eval()
     short = torch.tensor([[11, 12, 13, 3]])
     batch = torch.tensor([[11, 12, 13, 3, 0, 0, 0, 0, 0], [21, 22, 23, 24, 25, 26, 27, 28, 3]])
     with torch.no_grad():
         alone, padded = model(short), model(batch)
     torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(padded[0], padded[1])
+
+
+def test_bag_model_is_the_token_weighted_mean_of_its_embeddings():
+    # Pieces 11 and 12 with learned log-weights log 3 and 0 → weights 3 and 1 (EOS, id 3: weight 1):
+    # u = (3·e11 + e12 + e3) / 5, computed here by hand from the table.
+    model = EMSEncoder(PRESETS["tiny-bag"]).eval()
+    with torch.no_grad():
+        model.tok_weight.weight[11] = np.log(3.0)
+        u = model(torch.tensor([[11, 12, 3, 0]]))[0]
+    e = model.tok_emb.weight.detach()
+    torch.testing.assert_close(u, (3 * e[11] + e[12] + e[3]) / 5, atol=1e-6, rtol=1e-5)
+
+
+def test_blocks_start_as_the_identity_over_the_embeddings():
+    # Zero-initialised residual branches: a transformer added over trained embeddings starts where they are.
+    model = EMSEncoder(PRESETS["tiny"]).eval()
+    x = torch.randn(2, 5, PRESETS["tiny"].dim)
+    keep = torch.ones(2, 5, dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(model.blocks[0](x, keep), x)
 
 
 # --- bundles ---------------------------------------------------------------------------------------------------
