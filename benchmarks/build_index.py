@@ -87,7 +87,7 @@ def vector_encoder(model: str | None, seed: int = 0):
 
 def child(spec: dict) -> None:
     """Runs inside the measured process: one build."""
-    from emsearch.build import BuildConfig, build_index
+    from emsearch.index.build import BuildConfig, build_index
 
     cfg = BuildConfig(**spec["config"])
     encoder = vector_encoder(cfg.model) if spec["vectors"] else None
@@ -134,22 +134,22 @@ def main() -> None:
     wall = time.perf_counter() - t0
     peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
-    from emsearch.cli.info import index_facts
-    from emsearch.shards import read_manifest
+    from emsearch.index.manifest import facts as index_facts
+    from emsearch.index.manifest import load
 
-    manifest = read_manifest(out)
+    manifest = load(out)
     facts = index_facts(out, manifest)
-    params, info, rows = manifest["index"]["params"], manifest["index"], manifest["counts"]["rows"]
-    sec = {**manifest["seconds"], **info["seconds"]}
+    params, info, rows = manifest.index.params, manifest.index, manifest.counts.rows
+    sec = {**manifest.seconds, **info.seconds}
     result = {
         "benchmark": "build_index", "mode": mode, "rows": rows, "source": source, "model": Path(model).name,
-        "dim": manifest["model"]["dim"], "workers": args.workers, "shard_size": args.shard_size,
-        "factory": params["factory"], "nprobe": info["nprobe"],
-        "rerank": info.get("rerank"), "calibrated_recall_at_10": info.get("recall_at_10"),
+        "dim": manifest.model.dim, "workers": args.workers, "shard_size": args.shard_size,
+        "factory": params.factory, "nprobe": info.nprobe,
+        "rerank": info.rerank, "calibrated_recall_at_10": info.recall_at_10,
         "encode_s": sec.get("encode"), "encode_rows_per_s": round(rows / sec["encode"], 1),
-        "train_s": sec.get("train", 0.0), "train_rows": params["train_rows"], "add_s": sec.get("add", 0.0),
+        "train_s": sec.get("train", 0.0), "train_rows": params.train_rows, "add_s": sec.get("add", 0.0),
         "calibrate_s": sec.get("calibrate", 0.0), "wall_s": round(wall, 1),
-        "peak_rss_mib": round(peak_rss / 2**20, 1), "peak_rss_mib_after": manifest.get("peak_rss_mib", {}), "fp32_vectors_mib": round(rows * facts["model"]["dim"] * 4 / 2**20, 1),
+        "peak_rss_mib": round(peak_rss / 2**20, 1), "peak_rss_mib_after": manifest.peak_rss_mib, "fp32_vectors_mib": round(rows * facts["model"]["dim"] * 4 / 2**20, 1),
         "disk_bytes": facts["bytes"], "bytes_per_vector": facts["bytes_per_vector"],
         "bytes_per_vector_by_part": {k: round(v / rows, 1) for k, v in facts["bytes"].items() if k != "total"},
     }

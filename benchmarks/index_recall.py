@@ -77,7 +77,7 @@ def main() -> None:
     from vector_index import model_for
 
 
-    from emsearch.build import BuildConfig, build_index
+    from emsearch.index.build import BuildConfig, build_index
     from emsearch.index import Index
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -100,16 +100,16 @@ def main() -> None:
 
     faiss.omp_set_num_threads(args.threads)  # after the build, which uses every core
     with Index.open(out, model=model) as index:
-        info = index.manifest["index"]
-        if info["params"]["kind"] != "ivf":
-            raise SystemExit(f"{info['params']['factory']} is not an IVF index: use --rows ≥ 100000 or --index-factory")
+        info = index.manifest.index
+        if info.params.kind != "ivf":
+            raise SystemExit(f"{info.params.factory} is not an IVF index: use --rows ≥ 100000 or --index-factory")
         stored = index.embeddings(np.arange(n))
         _, I_true = faiss.knn(xq, stored, 10, metric=faiss.METRIC_INNER_PRODUCT)
         del stored
-        groups = [faiss.read_index(str(out / g["file"])) for g in info["groups"]]
+        groups = [faiss.read_index(str(out / g.file)) for g in info.groups]
         curve = []
         nprobe = 1
-        while nprobe <= min(info["params"]["nlist"], 1024):
+        while nprobe <= min(info.params.nlist, 1024):
             ms, I = p50_ms(lambda q, p=nprobe: index.search_vectors(q, 10, nprobe=p)[1], xq)
             ms_pq, I_pq = p50_ms(lambda q, p=nprobe: _bare(groups, q, p), xq)
             curve.append({"nprobe": nprobe, "recall_at_10": round(overlap_recall(I, I_true), 4), "p50_ms": round(ms, 3),
@@ -118,12 +118,12 @@ def main() -> None:
             if curve[-1]["recall_at_10"] >= 0.999 or nprobe >= 256:
                 break
             nprobe *= 2
-        default = info["nprobe"]
+        default = info.nprobe
         ms, I = p50_ms(lambda q: index.search_vectors(q, 10)[1], xq)
     result = {
-        "benchmark": "index_recall", "rows": n, "queries": nq, "source": source, "factory": info["params"]["factory"],
-        "rerank": info["rerank"], "default_nprobe": default, "recall_at_10_default": round(overlap_recall(I, I_true), 4),
-        "p50_ms_default": round(ms, 3), "calibration": info["calibration"], "curve": curve,
+        "benchmark": "index_recall", "rows": n, "queries": nq, "source": source, "factory": info.params.factory,
+        "rerank": info.rerank, "default_nprobe": default, "recall_at_10_default": round(overlap_recall(I, I_true), 4),
+        "p50_ms_default": round(ms, 3), "calibration": [vars(c) for c in info.calibration], "curve": curve,
         "threads": faiss.omp_get_max_threads(), "plot": str(args.plot),
     }
     table = Table(title=f"{n:,} vectors, {result['factory']}, re-rank {result['rerank']}, default nprobe {default}")

@@ -5,7 +5,7 @@
     python benchmarks/mining.py --skip-throughput --pairs de-en,fr-en,ru-en,zh-en --model runs/default/model
 
 throughput  An index of 2N synthetic vectors (see vector_index.py): N "deu" sentences and N "eng" ones, each
-            "eng" vector a noisy copy of one "deu" vector (cosine ~0.9), shuffled. `emsearch.mine.mine_indexes`
+            "eng" vector a noisy copy of one "deu" vector (cosine ~0.9), shuffled. `emsearch.search.mine.mine_indexes`
             then searches both directions through the index's IVF-PQ (every language restriction larger than
             the exact-scan limit goes through a FAISS selector) and mines with the ratio margin, mode max.
             Reported: sentences/s (2N / wall time) and the share of true pairs recovered.
@@ -41,7 +41,7 @@ DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "mining"
 
 def throughput(n: int, dim: int, model: str, work: Path, console: Console, factory: str | None) -> dict:
     from emsearch.index import Index
-    from emsearch.mine import MineConfig, mine_indexes
+    from emsearch.search.mine import MineConfig, mine_indexes
 
     rng = np.random.default_rng(3)
     src = mixture(n, centres(max(1, n // 100), dim), seed=4)
@@ -57,7 +57,7 @@ def throughput(n: int, dim: int, model: str, work: Path, console: Console, facto
         t0 = time.perf_counter()
         pairs, nx, ny = mine_indexes(index, index, MineConfig("deu", "eng"), console=console)
         seconds = time.perf_counter() - t0
-        factory, nprobe = index.manifest["index"]["params"]["factory"], index.manifest["index"]["nprobe"]
+        factory, nprobe = index.manifest.index.params.factory, index.manifest.index.nprobe
     truth = np.empty(n, dtype=np.int64)
     truth[order] = n + np.arange(n)
     recovered = int((truth[pairs.src] == pairs.tgt).sum())
@@ -76,14 +76,14 @@ def ivfpq_factory(n: int, dim: int) -> str:
 
 
 def dev_pair(folder: Path, pair: str, model: str, work: Path, console: Console, factory: str | None) -> dict:
-    import emsearch.index as index_module
-    from emsearch.build import BuildConfig, build_index
+    import emsearch.index.reader as index_module
+    from emsearch.index.build import BuildConfig, build_index
     from emsearch.encoder import Encoder
     from emsearch.evaluate import best_f1, point_at, read_bucc
     from emsearch.index import Index
     from emsearch.languages import normalize_lang
-    from emsearch.mine import MineConfig, mine_indexes
-    from emsearch.mining import Pairs, exact_knn, mine
+    from emsearch.search.mine import MineConfig, mine_indexes
+    from emsearch.search.mining import Pairs, exact_knn, mine
 
     data = read_bucc(folder, pair)
     src_lang, tgt_lang = (normalize_lang(x) for x in pair.split("-"))
@@ -112,7 +112,7 @@ def dev_pair(folder: Path, pair: str, model: str, work: Path, console: Console, 
         finally:
             index_module.EXACT_SUBSET_ROWS = limit
         ann_pairs = Pairs(ann.src, ann.tgt - nx, ann.score)
-        nprobe = index.manifest["index"]["nprobe"]
+        nprobe = index.manifest.index.nprobe
     best_exact, best_ann = best_f1(data, exact_pairs), best_f1(data, ann_pairs)
     return {"pair": pair, "sentences": nx + ny, "factory": factory, "nprobe": nprobe, "build_s": round(build_s, 1),
             "mine_s": round(mine_s, 1), "f1_exact": round(best_exact.f1, 4), "f1_ann": round(best_ann.f1, 4),

@@ -88,7 +88,7 @@ def main() -> None:
     del stored
 
     with Index.open(out, model=model) as index:
-        info = index.manifest["index"]
+        info = index.manifest.index
         index.search_vectors(xq[:32], 10)  # warm the page cache and the selector
         index.search_vectors(xq[:32], 10, langs=["deu"])
         single, I = timed_single(index, xq)
@@ -106,8 +106,8 @@ def main() -> None:
             text_times.append(time.perf_counter() - t0)
 
     result = {
-        "benchmark": "query_latency", "n": args.n, "dim": args.dim, "factory": info["params"]["factory"],
-        "nprobe": info["nprobe"], "rerank": info["rerank"], "build_s": round(build_s, 1),
+        "benchmark": "query_latency", "n": args.n, "dim": args.dim, "factory": info.params.factory,
+        "nprobe": info.nprobe, "rerank": info.rerank, "build_s": round(build_s, 1),
         "single_p50_ms": round(percentile_ms(single, 50), 3), "single_p99_ms": round(percentile_ms(single, 99), 3),
         "recall_at_10": round(recall_at_10(I, I_true), 4),
         "filtered_p50_ms": round(percentile_ms(filtered, 50), 3),

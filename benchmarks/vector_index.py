@@ -1,7 +1,7 @@
 """Benchmark fixtures: real emsearch indexes over synthetic vectors, and a 256-dimensional model to open them with.
 
 Encoding a million sentences on a CPU takes hours, so the latency and mining-throughput benchmarks index
-synthetic vectors instead: `build_vector_index` runs the real builder (`emsearch.build.build_index`: LMDB store,
+synthetic vectors instead: `build_vector_index` runs the real builder (`emsearch.index.build.build_index`: LMDB store,
 fp16 shards, index choice, training, nprobe calibration, manifest) with the encoding step answered from a given
 matrix. Everything a query touches is then the product's own code and files.
 
@@ -84,7 +84,7 @@ def model_for(path: str | None, dim: int = 256) -> str:
 @contextmanager
 def vectors_as_encoder(vectors: np.ndarray):
     """While active, `build_index` takes row r's vector from `vectors` for the text f"r{r}" instead of encoding."""
-    import emsearch.build as build
+    import emsearch.index.build as build
     from emsearch.encoder import Encoder
 
     class Given(Encoder):
@@ -109,7 +109,7 @@ def vectors_as_encoder(vectors: np.ndarray):
 def build_vector_index(vectors: np.ndarray, langs: list[str] | np.ndarray, out: Path, model: str, *,
                        index_factory: str | None = None, shard_size: int = 100_000, console=None) -> Path:
     """A complete emsearch index at `out` whose row r has vector vectors[r], language langs[r], id f"r{r}"."""
-    from emsearch.build import BuildConfig, build_index
+    from emsearch.index.build import BuildConfig, build_index
 
     n = len(vectors)
     corpus = out.with_name(out.name + ".corpus.parquet")

@@ -6,7 +6,7 @@
     hits = emsearch.Index.open("indexes/news").search(["Guten Morgen"], k=5, langs=["en"])[0]
 """
 
-from emsearch.build import BuildConfig, build_index
+from emsearch.index.build import BuildConfig, build_index
 from emsearch.encoder import Encoder
 from emsearch.index import Hit, Index
 from emsearch.languages import normalize_lang

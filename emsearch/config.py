@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from emsearch.errors import EmsearchError
+
 T = TypeVar("T")
+
+
+class ConfigError(EmsearchError):
+    """A JSON config or record whose keys or value types do not fit its dataclass."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # EMS paper: 6 layers, d=1024, 16 heads, FFN 4096, 60k vocabulary, 120 tokens.
     "paper": ModelConfig(vocab_size=60000, dim=1024, layers=6, heads=16, ffn=4096, max_len=120),
-    # GPU-sized, trainable in minutes on one H100.
+    # GPU-sized (6 × 512); not yet trained or timed on a GPU.
     "gpu-base": ModelConfig(vocab_size=32000, dim=512, layers=6, heads=8, ffn=2048, max_len=96),
     # 4 × 256, ~11M encoder parameters: ~50 pairs/s of training on 2 CPU cores.
     "cpu-small": ModelConfig(vocab_size=32000, dim=256, layers=4, heads=4, ffn=1024, max_len=64, dropout=0.0),
@@ -110,31 +118,67 @@ def to_json(obj: Any) -> str:
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build a (nested) config dataclass from a dict, rejecting unknown keys with a clear message."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        ftype = str(names[key].type)
-        if key == "model" and isinstance(value, dict):
-            value = from_dict(ModelConfig, value)
-        elif key == "tokenizer" and isinstance(value, dict):
-            value = from_dict(TokenizerConfig, value)
-        elif ftype.startswith("tuple") and isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    return cls(**kwargs)
+    """Build a (nested) dataclass from parsed JSON, checking every value against its field's type.
+
+    Handles nested dataclasses, `X | None`, `tuple[X, ...]` (JSON lists), `list[X]`, `dict[str, X]`, and the
+    scalars (an int is accepted for a float). Unknown keys and mistyped values are a ConfigError naming the field.
+    """
+    return _typed(cls, data, cls.__name__)
+
+
+def _typed(tp: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected an object, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        fields = {f.name for f in dataclasses.fields(tp) if f.init}
+        unknown = set(value) - fields
+        if unknown:
+            raise ConfigError(f"unknown {tp.__name__} field(s): {', '.join(sorted(unknown))}")
+        return tp(**{k: _typed(hints[k], v, f"{where}.{k}") for k, v in value.items()})
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        arms = [a for a in args if a is not type(None)]
+        for i, arm in enumerate(arms):
+            try:
+                return _typed(arm, value, where)
+            except ConfigError:
+                if i == len(arms) - 1:
+                    raise
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        items = args[:1] if origin is list or (len(args) == 2 and args[1] is Ellipsis) else args
+        if origin is tuple and items is args and len(items) != len(value):
+            raise ConfigError(f"{where}: expected {len(items)} items, got {len(value)}")
+        out = [_typed(items[0] if len(items) == 1 else items[i], v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected an object, got {value!r}")
+        return {k: _typed(args[1], v, f"{where}.{k}") for k, v in value.items()} if args else dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(tp, type) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
 
 
 def load_json(cls: type[T], path: str | Path) -> T:
-    return from_dict(cls, json.loads(Path(path).read_text(encoding="utf-8")))
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not a JSON {cls.__name__} ({e})") from None
+    return from_dict(cls, data)
 
 
 def resolve_model_config(train: TrainConfig) -> ModelConfig:
     if train.model is not None:
         return train.model
     if train.preset not in PRESETS:
-        raise ValueError(f"unknown preset {train.preset!r}: choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {train.preset!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[train.preset]

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from emsearch.errors import EmsearchError
 from emsearch.languages import UnknownLanguageError, normalize_lang
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -34,7 +35,7 @@ UNSUPPORTED = {".csv": "convert it to TSV or parquet", ".gz": "decompress it fir
                ".bz2": "decompress it first", ".xz": "decompress it first"}
 
 
-class CorpusError(ValueError):
+class CorpusError(EmsearchError):
     """Input that cannot be indexed: the message names the file, the line or column, and the fix."""
 
 

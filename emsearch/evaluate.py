@@ -9,7 +9,7 @@ of one translating line i of the other).
 
 Mining (`bucc`): the BUCC 2018 shared task format — `xx-en.xx.tsv` and `xx-en.en.tsv` with lines
 `id<TAB>sentence`, and `xx-en.gold.tsv` with lines `src_id<TAB>tgt_id`. Both sides are encoded, mined with exact
-kNN and a margin (`emsearch.mining`), and scored against the gold pairs at the threshold that maximises F1,
+kNN and a margin (`emsearch.search.mining`), and scored against the gold pairs at the threshold that maximises F1,
 the threshold `emsearch mine` can then use:
 
     report = bucc(Encoder.load(), "data/bucc", "de-en")
@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from emsearch.errors import EmsearchError
 from emsearch.languages import UnknownLanguageError, normalize_lang
-from emsearch.mining import MARGINS, MODES, Pairs, check_choice, exact_knn, mine
+from emsearch.search.mining import MARGINS, MODES, Pairs, check_choice, exact_knn, mine
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def load_multiway(path: str | Path) -> dict[str, dict[int, str]]:
     table = pq.read_table(path)
     missing = [c for c in ("id", "lang", "text") if c not in table.column_names]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; a multi-way file needs id, lang, text")
+        raise EmsearchError(f"{path}: missing column(s) {', '.join(missing)}; a multi-way file needs id, lang, text")
     out: dict[str, dict[int, str]] = {}
     for i, lang, text in zip(*(table.column(c).to_pylist() for c in ("id", "lang", "text"))):
         out.setdefault(lang, {})[int(i)] = text
@@ -80,7 +81,7 @@ def retrieval_accuracy(encoder, path: str | Path, langs: Sequence[str] | None = 
             continue
     pivots = [label for label, code in canonical.items() if code == normalize_lang(pivot)]
     if not pivots:
-        raise ValueError(f"{path}: no sentences in the pivot language {pivot!r}")
+        raise EmsearchError(f"{path}: no sentences in the pivot language {pivot!r}")
     pivot_label = pivots[0]
     wanted = None if langs is None else {normalize_lang(x) for x in langs}
     labels = [l for l, c in canonical.items() if l != pivot_label and (wanted is None or c in wanted or l in langs)]
@@ -103,7 +104,7 @@ def read_text_lines(path: str | Path) -> list[str]:
             try:
                 lines.append(raw.decode("utf-8").rstrip("\r\n"))
             except UnicodeDecodeError:
-                raise ValueError(f"{path}:{lineno}: not valid UTF-8; re-encode the file as UTF-8") from None
+                raise EmsearchError(f"{path}:{lineno}: not valid UTF-8; re-encode the file as UTF-8") from None
     return lines
 
 
@@ -111,9 +112,9 @@ def paired_accuracy(encoder, src_path: str | Path, tgt_path: str | Path, label: 
     """Top-1 accuracy both ways between two line-aligned text files (line i of one translates line i of the other)."""
     src, tgt = read_text_lines(src_path), read_text_lines(tgt_path)
     if len(src) != len(tgt):
-        raise ValueError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: paired files must align")
+        raise EmsearchError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: paired files must align")
     if not src:
-        raise ValueError(f"{src_path} is empty")
+        raise EmsearchError(f"{src_path} is empty")
     xq, xb = encoder.encode(src), encoder.encode(tgt)
     return LangScore(label or Path(src_path).suffix.lstrip(".") or Path(src_path).name,
                      top1_accuracy(xq, xb), top1_accuracy(xb, xq))
@@ -130,7 +131,7 @@ def tatoeba_files(folder: str | Path, pivot: str = "eng") -> list[tuple[str, Pat
         if parts[-1] == a and b == pivot and path.with_name(".".join(parts[:-1] + [b])).is_file():
             found.append((a, path, path.with_name(".".join(parts[:-1] + [b]))))
     if not found:
-        raise ValueError(f"{folder}: no Tatoeba-style pairs (NAME.xxx-{pivot}.xxx with NAME.xxx-{pivot}.{pivot})")
+        raise EmsearchError(f"{folder}: no Tatoeba-style pairs (NAME.xxx-{pivot}.xxx with NAME.xxx-{pivot}.{pivot})")
     return found
 
 
@@ -147,7 +148,7 @@ def tatoeba_accuracy(encoder, folder: str | Path, langs: Sequence[str] | None = 
         if wanted is None or code in wanted:
             scores.append(paired_accuracy(encoder, src, tgt, lang))
     if not scores:
-        raise ValueError(f"{folder}: none of the languages asked for ({', '.join(langs or [])}) is there")
+        raise EmsearchError(f"{folder}: none of the languages asked for ({', '.join(langs or [])}) is there")
     return RetrievalReport(pivot, scores)
 
 
@@ -226,11 +227,11 @@ def read_id_tsv(path: Path) -> tuple[list[str], list[str]]:
             continue
         key, tab, text = line.partition("\t")
         if not tab:
-            raise ValueError(f"{path}:{lineno}: expected id<TAB>sentence")
+            raise EmsearchError(f"{path}:{lineno}: expected id<TAB>sentence")
         ids.append(key)
         texts.append(text)
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: ids repeat; every line needs its own id")
+        raise EmsearchError(f"{path}: ids repeat; every line needs its own id")
     return ids, texts
 
 
@@ -243,19 +244,19 @@ def bucc_file(folder: Path, pair: str, part: str) -> Path:
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise ValueError(f"{folder}: several {pair} {part} files ({', '.join(m.name for m in matches)}); "
+        raise EmsearchError(f"{folder}: several {pair} {part} files ({', '.join(m.name for m in matches)}); "
                          f"keep one split per folder")
-    raise ValueError(f"{folder}: no {tsv.name} (or {pair}.SPLIT.{part}); is this a BUCC-style folder?")
+    raise EmsearchError(f"{folder}: no {tsv.name} (or {pair}.SPLIT.{part}); is this a BUCC-style folder?")
 
 
 def read_bucc(folder: str | Path, pair: str) -> BuccSet:
     """Read a mining task: `pair` like 'de-en' names the source (de) and target (en) side files."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder}: no such directory")
+        raise EmsearchError(f"{folder}: no such directory")
     src, dash, tgt = pair.partition("-")
     if not dash or not src or not tgt or "-" in tgt:
-        raise ValueError(f"--pair {pair!r}: give the two sides as SRC-TGT, e.g. de-en")
+        raise EmsearchError(f"--pair {pair!r}: give the two sides as SRC-TGT, e.g. de-en")
     src_ids, src_texts = read_id_tsv(bucc_file(folder, pair, src))
     tgt_ids, tgt_texts = read_id_tsv(bucc_file(folder, pair, tgt))
     gold_path = bucc_file(folder, pair, "gold")
@@ -264,10 +265,10 @@ def read_bucc(folder: str | Path, pair: str) -> BuccSet:
         if line:
             a, tab, b = line.partition("\t")
             if not tab:
-                raise ValueError(f"{gold_path}:{lineno}: expected src_id<TAB>tgt_id")
+                raise EmsearchError(f"{gold_path}:{lineno}: expected src_id<TAB>tgt_id")
             gold.add((a, b))
     if not gold:
-        raise ValueError(f"{gold_path}: no gold pairs")
+        raise EmsearchError(f"{gold_path}: no gold pairs")
     return BuccSet(pair, src_ids, src_texts, tgt_ids, tgt_texts, frozenset(gold))
 
 
@@ -310,7 +311,7 @@ def bucc(encoder, folder: str | Path, pair: str, *, k: int = 4, margin: str = "r
     `encoder` is anything with `.encode(list[str])` returning unit rows (an `Encoder`, or a peer model).
     """
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise EmsearchError(f"k must be at least 1, got {k}")
     check_choice(margin, MARGINS, "margin")
     check_choice(mode, MODES, "retrieval mode")
     data = read_bucc(folder, pair)

@@ -11,6 +11,8 @@ import re
 from functools import lru_cache
 from importlib import resources
 
+from emsearch.errors import EmsearchError
+
 # ISO 639-1 → ISO 639-3 (individual language where the 639-1 code names a macrolanguage; see _MACRO).
 _ISO1 = dict(
     pair.split(":")
@@ -50,14 +52,14 @@ _MACRO = {
 _TAGGED = re.compile(r"^([A-Za-z]{2,3})(?:[_-](?:[A-Z][a-z]{3}|[A-Za-z]{2}|[0-9]{3}))+$")
 
 
-class UnknownLanguageError(ValueError):
+class UnknownLanguageError(EmsearchError):
     """A language code that is neither ISO 639-1, ISO 639-3 nor FLORES-style."""
 
 
 @lru_cache(maxsize=1)
 def known_codes() -> frozenset[str]:
     """ISO 639-3 codes emsearch recognises: 639-1 targets, FLORES-200, and every code of the training data."""
-    listed = resources.files("emsearch").joinpath("data/iso639_3.txt").read_text(encoding="utf-8").split()
+    listed = resources.files("emsearch").joinpath("resources/iso639_3.txt").read_text(encoding="utf-8").split()
     return frozenset(listed) | frozenset(_ISO1.values()) | frozenset(_MACRO.values())
 
 

@@ -24,7 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from emsearch.query import SearchRequest, hit_json, run
+from emsearch.errors import EmsearchError
+from emsearch.search.query import SearchRequest, hit_json, run
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class SearchService:
                                             max_texts=self.limits.max_texts)
             with self.lock:
                 hits = run(self.index, request)
-        except ValueError as e:
+        except EmsearchError as e:  # anything else is a bug: HTTP 500
             raise HTTPError(400, str(e)) from None
         return {"results": [[hit_json(i, q, h) for h in found] for i, (q, found) in enumerate(zip(request.texts,
                                                                                                   hits))]}

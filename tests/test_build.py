@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import synthetic_pairs
-from emsearch.build import BuildConfig, BuildError, build_index, default_out
+from emsearch.index.build import BuildConfig, BuildError, build_index, default_out
 from emsearch.cli import main
 from emsearch.index import Index, IndexOpenError
-from emsearch.shards import read_manifest
+from emsearch.index.manifest import load as read_manifest
 
 
 def write_corpus(path: Path, n: int, seed: int = 0) -> list[str]:
@@ -75,7 +75,8 @@ def test_sigkill_then_rerun_gives_every_row_exactly_once(tiny_model, tmp_path):
 
     def shards_recorded() -> int:
         try:
-            return len((read_manifest(out) or {}).get("shards", []))
+            manifest = read_manifest(out)
+            return len(manifest.shards) if manifest else 0
         except ValueError:
             return 0
 
@@ -84,14 +85,14 @@ def test_sigkill_then_rerun_gives_every_row_exactly_once(tiny_model, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = read_manifest(out)
-    assert killed is not None and not killed["complete"], "the build finished before it could be killed"
+    assert killed is not None and not killed.complete, "the build finished before it could be killed"
     with pytest.raises(IndexOpenError, match="unfinished build; rerun emsearch build-index"):
         Index.open(out)
-    done_before = {s["file"]: (out / s["file"]).stat().st_mtime_ns for s in killed["shards"]}
+    done_before = {s.file: (out / s.file).stat().st_mtime_ns for s in killed.shards}
     assert 1 <= len(done_before) < 24
 
     manifest = build_index(config(corpus, out, tiny_model, shard_size=250))
-    assert manifest["complete"] and len(manifest["shards"]) == 24
+    assert manifest.complete and len(manifest.shards) == 24
     for file, mtime in done_before.items():  # finished shards were reused, not re-encoded
         assert (out / file).stat().st_mtime_ns == mtime
     assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
@@ -102,18 +103,18 @@ def test_resume_redoes_only_damaged_shards_and_reindex_reuses_embeddings(tiny_mo
     texts = write_corpus(corpus, 400)
     out = tmp_path / "idx"
     first = build_index(config(corpus, out, tiny_model, shard_size=200))
-    assert first["index"]["params"]["kind"] == "flat" and len(first["shards"]) == 4
-    mtimes = {s["file"]: (out / s["file"]).stat().st_mtime_ns for s in first["shards"]}
+    assert first.index.params.kind == "flat" and len(first.shards) == 4
+    mtimes = {s.file: (out / s.file).stat().st_mtime_ns for s in first.shards}
     # a crash mid-build: shard 2 lost, the manifest not yet complete
-    (out / first["shards"][2]["file"]).unlink()
-    (out / "manifest.json").write_text(json.dumps({**first, "complete": False}), encoding="utf-8")
+    (out / first.shards[2].file).unlink()
+    (out / "manifest.json").write_text(json.dumps({**first.to_json(), "complete": False}), encoding="utf-8")
     again = build_index(config(corpus, out, tiny_model, shard_size=200))
-    assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in first["shards"]]  # deterministic
+    assert [s.sha256 for s in again.shards] == [s.sha256 for s in first.shards]  # deterministic
     changed = [f for f, t in mtimes.items() if (out / f).stat().st_mtime_ns != t]
-    assert changed == [first["shards"][2]["file"]]
+    assert changed == [first.shards[2].file]
     # same input, other index options: only the FAISS stage is redone
     ivf = build_index(config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4"))
-    assert ivf["index"]["params"]["kind"] == "ivf" and ivf["index"]["nprobe"] >= 1
+    assert ivf.index.params.kind == "ivf" and ivf.index.nprobe >= 1
     assert all((out / f).stat().st_mtime_ns == t for f, t in mtimes.items() if f not in changed)
     assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
     # unchanged request: nothing to do
@@ -126,13 +127,13 @@ def test_rerun_repairs_a_damaged_complete_index(tiny_model, tmp_path):
     out = tmp_path / "idx"
     cfg = config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4", merge=True)
     built = build_index(cfg)
-    (out / built["shards"][1]["file"]).unlink()
-    (out / built["index"]["merged"]["data"]).unlink()
+    (out / built.shards[1].file).unlink()
+    (out / built.index.merged.data).unlink()
     with pytest.raises(IndexOpenError, match="rerun emsearch build-index to repair it"):
         Index.open(out)
     repaired = build_index(cfg)
-    assert repaired["complete"] and [s["sha256"] for s in repaired["shards"]] == [s["sha256"] for s in built["shards"]]
-    assert (out / repaired["index"]["merged"]["data"]).is_file()
+    assert repaired.complete and [s.sha256 for s in repaired.shards] == [s.sha256 for s in built.shards]
+    assert (out / repaired.index.merged.data).is_file()
     assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
 
 
@@ -141,8 +142,8 @@ def test_process_pool_workers_write_the_same_vectors(tiny_model, tmp_path):
     write_corpus(corpus, 150)
     one = build_index(config(corpus, tmp_path / "one", tiny_model, shard_size=100, window_rows=64))
     two = build_index(config(corpus, tmp_path / "two", tiny_model, shard_size=100, window_rows=64, workers=2))
-    for a, b in zip(one["shards"], two["shards"]):
-        x, y = (np.load(root / s["file"]) for root, s in ((tmp_path / "one", a), (tmp_path / "two", b)))
+    for a, b in zip(one.shards, two.shards):
+        x, y = (np.load(root / s.file) for root, s in ((tmp_path / "one", a), (tmp_path / "two", b)))
         np.testing.assert_allclose(x.astype(np.float32), y.astype(np.float32), atol=2e-3)
 
 
@@ -155,7 +156,7 @@ def test_output_directory_guards(tiny_model, tmp_path):
     with pytest.raises(BuildError, match=r"holds an index of .*a\.parquet .*--name or --out, or pass --overwrite"):
         build_index(config(b, out, tiny_model))
     replaced = build_index(config(b, out, tiny_model, overwrite=True))
-    assert replaced["input"]["path"].endswith("b.parquet") and replaced["complete"]
+    assert replaced.input.path.endswith("b.parquet") and replaced.complete
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(BuildError, match="exists and is not an emsearch index"):
@@ -169,7 +170,7 @@ def test_output_directory_guards(tiny_model, tmp_path):
     (out / "manifest.json").write_text(json.dumps({**manifest, "complete": False}), encoding="utf-8")
     with pytest.raises(BuildError, match=r"unfinished build of an older .* shard_size differ\); rerun with the same"):
         build_index(config(b, out, tiny_model, shard_size=7))
-    assert build_index(config(b, out, tiny_model))["counts"]["rows"] == 120
+    assert build_index(config(b, out, tiny_model)).counts.rows == 120
     assert default_out("data/news.de.parquet") == Path("indexes/news.de")
     assert default_out("x.parquet", "mine") == Path("indexes/mine")
 
@@ -218,7 +219,7 @@ def test_bad_input_is_one_line_and_never_complete(tiny_model, tmp_path, capsys, 
     err = one_line_error(capsys, "build-index", corpus, "--out", out, "--model", tiny_model, *extra)
     assert message in err
     manifest = read_manifest(out)
-    assert manifest is None or not manifest["complete"]
+    assert manifest is None or not manifest.complete
 
 
 def test_long_line_is_truncated_with_a_warning(tiny_model, tmp_path, capsys):
@@ -228,7 +229,7 @@ def test_long_line_is_truncated_with_a_warning(tiny_model, tmp_path, capsys):
                        "--lang", "en")
     assert code == 0 and "1 texts were longer than the model's 32 tokens and were truncated" in err
     with Index.open(tmp_path / "idx") as index:
-        assert index.ntotal == 3 and index.manifest["counts"]["truncated"] == 1
+        assert index.ntotal == 3 and index.manifest.counts.truncated == 1
         assert len(index.records([1])[0].text) > 1_000_000  # the store keeps the full text
 
 

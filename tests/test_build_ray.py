@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from emsearch.build import BuildConfig, build_index
+from emsearch.index.build import BuildConfig, build_index
 from emsearch.index import Index
 from test_build import write_corpus
 
@@ -32,13 +32,13 @@ def test_ray_build_matches_local_build(local_ray, tiny_model, tmp_path):
     finally:
         torch.set_num_threads(threads)
     remote = build_index(BuildConfig(out=str(tmp_path / "ray"), ray=True, workers=2, **common))
-    assert remote["complete"] and remote["counts"] == local["counts"]
-    assert [(s["start"], s["stop"]) for s in remote["shards"]] == [(s["start"], s["stop"]) for s in local["shards"]]
+    assert remote.complete and remote.counts == local.counts
+    assert [(s.start, s.stop) for s in remote.shards] == [(s.start, s.stop) for s in local.shards]
     with Index.open(tmp_path / "local") as a, Index.open(tmp_path / "ray") as b:
         rows = np.arange(a.ntotal)
         assert a.records(rows) == b.records(rows)
         np.testing.assert_array_equal(a.embeddings(rows), b.embeddings(rows))
-        assert a.manifest["index"]["nprobe"] == b.manifest["index"]["nprobe"]
+        assert a.manifest.index.nprobe == b.manifest.index.nprobe
         xq = a.embeddings(rows[:50])
         for x, y in zip(a.search_vectors(xq, 5), b.search_vectors(xq, 5)):
             np.testing.assert_array_equal(x, y)

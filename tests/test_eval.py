@@ -15,7 +15,7 @@ from conftest import synthetic_pairs
 from emsearch.encoder import Encoder
 from emsearch.evaluate import (BuccSet, best_f1, bucc, paired_accuracy, point_at, read_bucc,
                                 tatoeba_accuracy)
-from emsearch.mining import Pairs
+from emsearch.search.mining import Pairs
 
 
 def run_cli(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:

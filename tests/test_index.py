@@ -8,12 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import emsearch.index as index_module
+import emsearch.index.reader as index_module
 from conftest import synthetic_pairs
-from emsearch.build import BuildConfig, build_index
+from emsearch.index.build import BuildConfig, build_index
 from emsearch.encoder import Encoder
 from emsearch.index import Hit, Index, IndexOpenError
-from emsearch.index_build import recall_at_k
+from emsearch.index.ivf import recall_at_k
 
 N = 700
 
@@ -102,8 +102,8 @@ def test_language_restriction_through_the_faiss_selector(flat, ivfpq, monkeypatc
 
 
 def test_ivfpq_recall_and_reranked_scores(ivfpq):
-    info = ivfpq.manifest["index"]
-    assert info["params"]["kind"] == "ivf" and info["recall_at_10"] >= 0.95 and info["rerank"] >= 100
+    info = ivfpq.manifest.index
+    assert info.params.kind == "ivf" and info.recall_at_10 >= 0.95 and info.rerank >= 100
     xq = held_out(ivfpq, seed=5)
     Dt, _ = brute_force(ivfpq, xq, 10)
     D, I = ivfpq.search_vectors(xq, 10)  # the calibrated default nprobe
@@ -147,7 +147,7 @@ def test_misuse_is_a_clear_error(flat):
         flat.search_vectors(queries(1), 3, langs=["klingon"])
     with pytest.raises(TypeError, match="wrap a single query in a list"):
         flat.search("hello")
-    with pytest.raises(ValueError, match="is not in the sentence store"):
+    with pytest.raises(LookupError, match="is not in the sentence store"):
         flat.records([2 * N])
 
 
@@ -167,8 +167,8 @@ def test_open_refuses_another_model_and_unfinished_builds(flat, tiny_model, tmp_
 def test_merged_ondisk_index_gives_the_same_results(ivfpq, tiny_model, corpus, tmp_path, capfd):
     with _build(tiny_model, corpus, tmp_path / "m", index_factory="IVF16,PQ16x4", merge=True) as merged:
         assert capfd.readouterr().out == ""  # faiss's on-disk chatter is kept off stdout
-        info = merged.manifest["index"]
-        assert info["merged"] and (tmp_path / "m" / info["merged"]["data"]).is_file()
+        info = merged.manifest.index
+        assert info.merged and (tmp_path / "m" / info.merged.data).is_file()
         assert not list((tmp_path / "m" / "faiss").glob("group-*"))  # the groups were folded in
         xq = queries(seed=9)
         for langs in (None, ["de"]):

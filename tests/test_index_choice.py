@@ -7,7 +7,7 @@ import math
 import faiss
 import pytest
 
-from emsearch.index_choice import (FLAT_MAX_ROWS, IndexChoiceError, choose_index, ivfpq_bytes, parse_bytes)
+from emsearch.index.choice import (FLAT_MAX_ROWS, IndexChoiceError, choose_index, ivfpq_bytes, parse_bytes)
 
 GiB = 1 << 30
 

@@ -15,8 +15,8 @@ from test_eval import run_cli
 from toy_index import build_toy_index
 from emsearch.encoder import Encoder
 from emsearch.index import Index
-from emsearch.mine import MineConfig, mine_indexes, mine_to_file
-from emsearch.mining import exact_knn, mine
+from emsearch.search.mine import MineConfig, mine_indexes, mine_to_file
+from emsearch.search.mining import exact_knn, mine
 
 DUP_ENG, DUP_DEU = (s[0] for s in synthetic_pairs(1, seed=99))
 # one German sentence twice and its translation once: fwd mining pairs both copies with it
@@ -63,7 +63,7 @@ def test_mining_recovers_the_true_pairs(toy, index, tmp_path):
 
 def test_margin_neighbourhoods_span_every_shard(toy, index):
     """Mining through the sharded index equals mining with exact kNN over all sentences of each language."""
-    assert len(index.manifest["shards"]) > 3
+    assert len(index.manifest.shards) > 3
     x_rows, y_rows = index.rows_of_lang("deu"), index.rows_of_lang("eng")
     x, y = index.embeddings(x_rows), index.embeddings(y_rows)
     for mode in ("max", "intersect"):
@@ -77,15 +77,15 @@ def test_margin_neighbourhoods_span_every_shard(toy, index):
 def test_ivf_index_with_language_selector(tiny_model, tmp_path, monkeypatch):
     """The approximate path (IVF over all shards, restricted to a language by a FAISS selector) with every list
     probed finds the same neighbours as exact search."""
-    import emsearch.index as index_module
-    from emsearch.build import BuildConfig, build_index
+    import emsearch.index.reader as index_module
+    from emsearch.index.build import BuildConfig, build_index
 
     toy = build_toy_index(tmp_path, tiny_model)
     build_index(BuildConfig(input=str(tmp_path / "corpus.parquet"), out=str(tmp_path / "ivf"), model=str(tiny_model),
                             id_column="id", shard_size=64, index_factory="IVF4,Flat"))
     monkeypatch.setattr(index_module, "EXACT_SUBSET_ROWS", 0)
     with Index.open(tmp_path / "ivf") as ivf, Index.open(toy.path) as flat:
-        assert ivf.manifest["index"]["params"]["kind"] == "ivf"
+        assert ivf.manifest.index.params.kind == "ivf"
         got, _, _ = mine_indexes(ivf, ivf, MineConfig("de", "en", nprobe=4))
         want, _, _ = mine_indexes(flat, flat, MineConfig("de", "en"))
     assert np.array_equal(got.src, want.src) and np.array_equal(got.tgt, want.tgt)

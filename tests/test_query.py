@@ -8,9 +8,9 @@ import pytest
 
 from test_eval import run_cli
 from toy_index import build_toy_index
-from emsearch.cli.options import resolve_index
+from emsearch.index.manifest import resolve_index
 from emsearch.languages import UnknownLanguageError
-from emsearch.query import QueryError, SearchRequest
+from emsearch.search.query import QueryError, SearchRequest
 
 HIT_KEYS = {"query_index", "query", "rank", "score", "id", "lang", "text", "meta"}
 

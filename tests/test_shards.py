@@ -1,12 +1,11 @@
-"""fp16 embedding shards and the manifest: checksums catch damage, reads across shards return the right rows."""
+"""fp16 embedding shards: checksums catch damage, reads across shards return the right rows."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from emsearch.shards import (INDEX_FORMAT, ShardedEmbeddings, load_shard, manifest_shards, read_manifest,
-                             shard_is_valid, write_manifest, write_shard)
+from emsearch.index.shards import ShardedEmbeddings, load_shard, shard_is_valid, write_shard
 
 
 def unit(n, d, seed):
@@ -50,16 +49,3 @@ def test_wrong_shape_is_refused(tmp_path):
     shard = write_shard(tmp_path, 0, 0, unit(6, 4, 2))
     with pytest.raises(ValueError, match=r"expected float16\(6, 8\)"):
         load_shard(tmp_path, shard, 8)
-
-
-def test_manifest_round_trip_and_corruption(tmp_path):
-    assert read_manifest(tmp_path) is None
-    shard = write_shard(tmp_path, 0, 0, unit(3, 4, 3))
-    write_manifest(tmp_path, {"format": INDEX_FORMAT, "shards": [shard.to_json()]})
-    assert manifest_shards(read_manifest(tmp_path)) == [shard]
-    (tmp_path / "manifest.json").write_text("{ half", encoding="utf-8")
-    with pytest.raises(ValueError, match="manifest.json is corrupt"):
-        read_manifest(tmp_path)
-    (tmp_path / "manifest.json").write_text('{"format": "other"}', encoding="utf-8")
-    with pytest.raises(ValueError, match="not an emsearch index manifest"):
-        read_manifest(tmp_path)

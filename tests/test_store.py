@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emsearch.store import DuplicateIdError, Record, Store
+from emsearch.index.store import DuplicateIdError, Record, Store
 
 
 def put(store, mark, first, ids, langs):
@@ -27,9 +27,9 @@ def test_round_trip_languages_and_read_only(tmp_path):
     assert ro.rows_of_lang("spa") is None
     assert ro.get([4, 0]) == [Record(4, "é", "fra", "text é", {"k": "é"}), Record(0, "a", "deu", "text a", {"k": "a"})]
     assert ro.row_of_id("d") == 3 and ro.row_of_id("zz") is None
-    with pytest.raises(ValueError, match="row 9 is not in the sentence store"):
+    with pytest.raises(LookupError, match="row 9 is not in the sentence store"):
         ro.get([9])
-    with pytest.raises(ValueError, match="row -1 is not in the sentence store"):
+    with pytest.raises(LookupError, match="row -1 is not in the sentence store"):
         ro.get([-1])
     ro.close()
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conftest import synthetic_pairs
-from emsearch.build import BuildConfig, build_index
+from emsearch.index.build import BuildConfig, build_index
 
 
 @dataclass(frozen=True)

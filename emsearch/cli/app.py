@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from emsearch.errors import EmsearchError
+
 app = typer.Typer(
     help="emsearch: train EMS sentence encoders, build multilingual indexes, mine bitext and search.",
     no_args_is_help=True,
@@ -29,12 +31,25 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+# The training side's typed errors, until they subclass EmsearchError; looked up only when their module is loaded
+# (it is, whenever they are raised), so that `emsearch --help` does not import torch.
+TRAINING_ERRORS = (("emsearch.encoder", "ModelLoadError"), ("emsearch.data", "DataError"))
+
+
+def user_facing(e: BaseException) -> bool:
+    """An error the user can fix (its message says how); anything else is a bug, and shows its traceback."""
+    return isinstance(e, (EmsearchError, OSError)) or any(
+        isinstance(e, getattr(sys.modules[module], name)) for module, name in TRAINING_ERRORS if module in sys.modules)
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
-    except (ValueError, OSError) as e:  # typed user-facing errors subclass these
+    except Exception as e:
+        if not user_facing(e):
+            raise
         print_error(e)
         sys.exit(2)

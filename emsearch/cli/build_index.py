@@ -31,11 +31,12 @@ def build_index_command(
     batch_tokens: int = typer.Option(16384, help="Tokens per encoding batch (padding included)."),
 ) -> None:
     """Build (or resume) a searchable index: sentence store, fp16 embedding shards, FAISS index."""
-    from emsearch.build import BuildConfig, build_index, default_out
-    from emsearch.index_choice import parse_bytes
+    from emsearch.errors import EmsearchError
+    from emsearch.index.build import BuildConfig, build_index, default_out
+    from emsearch.index.choice import parse_bytes
 
     if name is not None and out is not None:
-        raise ValueError("give --name or --out, not both")
+        raise EmsearchError("give --name or --out, not both")
     target = out if out is not None else default_out(input, name)
     cfg = BuildConfig(
         input=str(input), out=str(target), model=str(model) if model else None, text_column=text_column,
@@ -44,7 +45,7 @@ def build_index_command(
         max_index_memory=parse_bytes(max_index_memory), merge=merge, overwrite=overwrite,
     )
     manifest = build_index(cfg, console=console)
-    counts, index = manifest["counts"], manifest["index"]
-    nprobe = f", nprobe {index['nprobe']}" if index.get("nprobe") else ""
-    console.print(f"{counts['rows']:,} rows in {len(counts['languages'])} language(s) → {target} "
-                  f"({index['params']['factory']}{nprobe}); see: emsearch info {target}")
+    counts, index = manifest.counts, manifest.index
+    nprobe = f", nprobe {index.nprobe}" if index.nprobe else ""
+    console.print(f"{counts.rows:,} rows in {len(counts.languages)} language(s) → {target} "
+                  f"({index.params.factory}{nprobe}); see: emsearch info {target}")

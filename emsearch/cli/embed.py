@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from emsearch.errors import EmsearchError
 from emsearch.cli.app import app, console
 
 
@@ -28,20 +29,20 @@ def embed_command(
     if lang is not None:
         normalize_lang(lang)
     if not input.is_file():
-        raise ValueError(f"{input}: no such file")
+        raise EmsearchError(f"{input}: no such file")
     if input.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         if column is None:
-            raise ValueError(f"{input} is parquet: name the text column with --column")
+            raise EmsearchError(f"{input} is parquet: name the text column with --column")
         names = pq.read_schema(input).names
         if column not in names:
-            raise ValueError(f"{input}: no column {column!r} (columns: {', '.join(names)})")
+            raise EmsearchError(f"{input}: no column {column!r} (columns: {', '.join(names)})")
         texts = [t or "" for t in pq.read_table(input, columns=[column]).column(column).to_pylist()]
     else:
         texts = read_text_lines(input)
     if not texts:
-        raise ValueError(f"{input}: the file is empty")
+        raise EmsearchError(f"{input}: the file is empty")
     vectors = Encoder.load(model).encode(texts, batch_tokens=batch_tokens, progress=len(texts) > 5000)
     tmp = output.with_name(output.name + ".tmp.npy")
     np.save(tmp, vectors)

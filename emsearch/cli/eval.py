@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emsearch.errors import EmsearchError
 from emsearch.cli.app import app
 
 eval_app = typer.Typer(help="Evaluate a model: retrieval accuracy (xSIM) and BUCC-style mining F1.",
@@ -38,16 +39,16 @@ def retrieval_command(
     from emsearch.evaluate import RetrievalReport, paired_accuracy, retrieval_accuracy, tatoeba_accuracy
 
     if not path.exists():
-        raise ValueError(f"{path}: no such file or directory")
+        raise EmsearchError(f"{path}: no such file or directory")
     if pivot_file is not None and (path.is_dir() or path.suffix == ".parquet"):
-        raise ValueError("a second file is only for two paired text files; drop it for a parquet file or folder")
+        raise EmsearchError("a second file is only for two paired text files; drop it for a parquet file or folder")
     encoder = Encoder.load(model)
     if path.is_dir():
         report = tatoeba_accuracy(encoder, path, split_langs(langs), pivot)
     elif path.suffix == ".parquet":
         report = retrieval_accuracy(encoder, path, split_langs(langs), pivot)
     elif pivot_file is None:
-        raise ValueError(f"{path} is a text file: give its line-aligned pivot file as the second argument")
+        raise EmsearchError(f"{path} is a text file: give its line-aligned pivot file as the second argument")
     else:
         report = RetrievalReport(pivot, [paired_accuracy(encoder, path, pivot_file)])
     if as_json:

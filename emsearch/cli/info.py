@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -13,38 +12,19 @@ from rich.table import Table
 from emsearch.cli.app import app
 
 
-def index_facts(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's key facts plus the sizes on disk."""
-    sizes = {part: sum(f.stat().st_size for f in (path / part).rglob("*") if f.is_file())
-             for part in ("embeddings", "store", "faiss")}
-    index = manifest.get("index") or {}
-    rows = manifest["counts"]["rows"]
-    return {
-        "path": str(path), "complete": bool(manifest.get("complete")),
-        "model": manifest["model"], "input": manifest["input"], "counts": manifest["counts"],
-        "shards": len(manifest["shards"]), "shard_size": manifest["build"]["shard_size"],
-        "index": {k: index.get(k) for k in ("params", "nprobe", "rerank", "recall_at_10", "calibration", "merged",
-                                            "gpu")}
-        | {"groups": len(index.get("groups") or [])},
-        "seconds": {**manifest.get("seconds", {}), **index.get("seconds", {})},
-        "bytes": sizes | {"total": sum(sizes.values())},
-        "bytes_per_vector": round(sum(sizes.values()) / rows, 1) if rows else None,
-    }
-
-
 @app.command("info")
 def info_command(
     index: Path = typer.Argument(..., help="Index directory, or the name of one under indexes/."),
     as_json: bool = typer.Option(False, "--json", help="Print the facts as one JSON object."),
 ) -> None:
     """Show what an index holds: model, dimension, rows per language, shards, index type and sizes."""
-    from emsearch.index import index_path
-    from emsearch.shards import read_manifest
+    from emsearch.index.manifest import ManifestError, load, resolve_index
+    from emsearch.index.manifest import facts as index_facts
 
-    path = index_path(index)
-    manifest = read_manifest(path)
+    path = resolve_index(index)
+    manifest = load(path)
     if manifest is None:
-        raise ValueError(f"{path}: no index here (no manifest.json); build one with emsearch build-index")
+        raise ManifestError(f"{path}: no index here (no manifest.json); build one with emsearch build-index")
     facts = index_facts(path, manifest)
     if as_json:
         typer.echo(json.dumps(facts, ensure_ascii=False))

@@ -1,4 +1,4 @@
-"""`emsearch mine`: margin-based bitext mining between two languages of built indexes (see emsearch.mine)."""
+"""`emsearch mine`: margin-based bitext mining between two languages of built indexes (see emsearch.search.mine)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from emsearch.errors import EmsearchError
 from emsearch.cli.app import app, console
 from emsearch.cli.options import open_index
 
@@ -38,14 +39,14 @@ def mine_command(
     Finished search chunks are kept in OUTPUT.partial/ until the output is written, so rerunning an interrupted
     command resumes where it stopped.
     """
-    from emsearch.index import Index
-    from emsearch.mine import FORMATS, MineConfig, default_threshold, mine_to_file
-    from emsearch.mining import check_choice
+    from emsearch.index.reader import Index
+    from emsearch.search.mine import FORMATS, MineConfig, default_threshold, mine_to_file
+    from emsearch.search.mining import check_choice
 
     if index is not None and (src_index or tgt_index):
-        raise ValueError("give --index, or --src-index with --tgt-index, not both")
+        raise EmsearchError("give --index, or --src-index with --tgt-index, not both")
     if (src_index is None) != (tgt_index is None):
-        raise ValueError("--src-index and --tgt-index go together; for one index holding both languages use --index")
+        raise EmsearchError("--src-index and --tgt-index go together; for one index holding both languages use --index")
     fmt = check_choice(format or ("tsv" if output.suffix.lower() == ".tsv" else "parquet"), FORMATS, "output format")
     cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk).checked()
     with ExitStack() as stack:

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emsearch.errors import EmsearchError
 from emsearch.cli.app import app
 from emsearch.cli.options import open_index
 
@@ -32,21 +33,21 @@ def query_command(
     """Search an index with queries in any language; hits from all shards, merged, best first."""
     from emsearch.evaluate import read_text_lines
     from emsearch.languages import normalize_lang
-    from emsearch.query import SearchRequest, hit_json, run, split_langs
+    from emsearch.search.query import SearchRequest, hit_json, run, split_langs
 
     if (text is None) == (file is None):
-        raise ValueError("give either a query or --file QUERIES.txt (one query per line)")
+        raise EmsearchError("give either a query or --file QUERIES.txt (one query per line)")
     if lang is not None:
         normalize_lang(lang)
     if file is not None:
         if not file.is_file():
-            raise ValueError(f"{file}: no such file")
+            raise EmsearchError(f"{file}: no such file")
         texts = read_text_lines(file)
         if not texts:
-            raise ValueError(f"{file} has no queries")
+            raise EmsearchError(f"{file} has no queries")
         blank = [i for i, t in enumerate(texts, 1) if not t.strip()]
         if blank:
-            raise ValueError(f"{file}:{blank[0]}: empty query; remove the blank line(s)")
+            raise EmsearchError(f"{file}:{blank[0]}: empty query; remove the blank line(s)")
     else:
         texts = [text]
     requests = [SearchRequest.checked(texts[i : i + BATCH], k, split_langs(target_lang), nprobe)

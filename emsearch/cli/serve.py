@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from emsearch.errors import EmsearchError
 from emsearch.cli.app import app, console
 from emsearch.cli.options import open_index
 
@@ -26,9 +27,9 @@ def serve_command(
     from emsearch.server import Limits, SearchService, make_server
 
     if not 1 <= max_k <= 10_000 or max_texts < 1 or max_body < 1024:
-        raise ValueError("limits: --max-k from 1 to 10000, --max-texts at least 1, --max-body at least 1024")
+        raise EmsearchError("limits: --max-k from 1 to 10000, --max-texts at least 1, --max-body at least 1024")
     if not 0 <= port <= 65535:
-        raise ValueError(f"--port {port}: give a port from 0 to 65535")
+        raise EmsearchError(f"--port {port}: give a port from 0 to 65535")
     with open_index(index, model) as idx:
         server = make_server(SearchService(idx, Limits(max_body, max_k, max_texts)), host, port, quiet=quiet)
         bound_host, bound_port = server.server_address[:2]

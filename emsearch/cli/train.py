@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from emsearch.errors import EmsearchError
 from emsearch.cli.app import app, console
 from emsearch.config import PRESETS, TrainConfig, load_json
 
@@ -40,11 +41,16 @@ def train_command(
     if preset is not None:
         cfg = replace(cfg, model=None)
     if not cfg.data and not resume:
-        raise ValueError("no training data: give --data FILE or a recipe with \"data\"")
+        raise EmsearchError("no training data: give --data FILE or a recipe with \"data\"")
     if resume:
         given = {k for k, v in overrides.items() if v is not None}
         _check_resume(cfg, given | (set(json.loads(recipe.read_text(encoding="utf-8"))) if recipe else set()))
-    bundle = train(cfg, resume=resume, console=console)
+    try:
+        bundle = train(cfg, resume=resume, console=console)
+    except ValueError as e:  # the training side checks its settings with plain ValueErrors (for now)
+        if isinstance(e, EmsearchError):
+            raise
+        raise EmsearchError(str(e)) from e
     console.print(f"model written to {bundle}", markup=False)
 
 
@@ -56,5 +62,5 @@ def _check_resume(cfg: TrainConfig, given: set[str]) -> None:
     recorded = load_json(TrainConfig, path)
     differ = sorted(k for k in given - {"out", "model"} if getattr(recorded, k) != getattr(cfg, k))
     if differ:
-        raise ValueError(f"{path} records a different {', '.join(differ)}: --resume continues that run as it was "
+        raise EmsearchError(f"{path} records a different {', '.join(differ)}: --resume continues that run as it was "
                          "started; drop the change, or start a new run with another --out")

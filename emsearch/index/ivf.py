@@ -7,20 +7,17 @@ one group's codes plus one 64k-row block; calibration streams the shards once; m
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import faiss
 import numpy as np
 
-from emsearch.index import quiet_c_stdout
-from emsearch.index_choice import IndexParams
-from emsearch.shards import Shard, ShardedEmbeddings
+from emsearch.index.choice import IndexParams
+from emsearch.index.shards import Shard, ShardedEmbeddings
 
 CALIBRATION_QUERIES = 256
 CALIBRATION_TARGET = 0.95  # recall@10 against exact search, self-matches excluded
+RERANK_CHUNK = 256  # queries re-scored at a time: bounds the (chunk·candidates, dim) gather
 
 
 def sample_rows(ntotal: int, n: int, seed: int) -> np.ndarray:
@@ -73,28 +70,9 @@ def group_shards(shards: Sequence[Shard], group_rows: int) -> list[list[Shard]]:
     return groups
 
 
-def populate(index: faiss.Index, blocks: Iterable[tuple[int, np.ndarray]]) -> faiss.Index:
-    """Add (first row, vectors) blocks with their global row numbers as ids."""
-    for start, block in blocks:
-        x = np.ascontiguousarray(block, dtype=np.float32)
-        index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
-    return index
-
-
-def populate_serialized(trained: np.ndarray, blocks: list[tuple[int, np.ndarray]]) -> np.ndarray:
-    """`populate` on serialized indexes: what a Ray task runs."""
-    return faiss.serialize_index(populate(faiss.deserialize_index(trained), blocks))
-
-
 def group_blocks(emb: ShardedEmbeddings, group: Sequence[Shard], block_rows: int = 65536):
     """(first row, float16 block) over a group's rows."""
     return emb.iter_blocks(block_rows, shards=group)
-
-
-def write_index(index: faiss.Index, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, path)
 
 
 def exact_knn(emb: ShardedEmbeddings, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,26 +134,27 @@ def _without_self(D: np.ndarray, I: np.ndarray, rows: np.ndarray, k: int) -> tup
     return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
 
 
-def merge_ondisk(root: Path, trained_file: str, group_files: Sequence[str], name: str = "merged") -> dict:
-    """Merge the IVF groups into one index whose inverted lists live in `<name>.ivfdata`, memory-mapped when
-    opened (faiss OnDiskInvertedLists). Built in a temporary directory and moved in: never half-present."""
-    from faiss.contrib.ondisk import merge_ondisk as faiss_merge_ondisk
+def search_faiss(indexes: Sequence[faiss.Index], xq: np.ndarray, k: int,
+                 params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of xq over every FAISS index (groups hold disjoint rows): D, I (n, k), best first."""
+    heap = faiss.ResultHeap(len(xq), k, keep_max=True)
+    for index in indexes:
+        D, I = index.search(xq, k, params=params)
+        heap.add_result(D, I)
+    heap.finalize()
+    return heap.D, heap.I
 
-    faiss_dir = root / "faiss"
-    tmp = faiss_dir / f"{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    index = faiss.read_index(str(root / trained_file))
-    with quiet_c_stdout():  # faiss reports the ivfdata resizing on stdout
-        faiss_merge_ondisk(index, [str(root / f) for f in group_files], str(tmp / f"{name}.ivfdata"))
-    # record where the data will live, so that opening it finds the name it expects (and says nothing)
-    invlists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
-    invlists.filename = str((faiss_dir / f"{name}.ivfdata").resolve())
-    faiss.write_index(index, str(tmp / f"{name}.index"))
-    del index, invlists  # closes the ivfdata file
-    for suffix in (".ivfdata", ".index"):
-        os.replace(tmp / f"{name}{suffix}", faiss_dir / f"{name}{suffix}")
-    tmp.rmdir()
-    return {"file": f"faiss/{name}.index", "data": f"faiss/{name}.ivfdata",
-            "bytes": sum((faiss_dir / f"{name}{s}").stat().st_size for s in (".index", ".ivfdata"))}
 
+def rescore(xq: np.ndarray, I: np.ndarray, k: int, emb: ShardedEmbeddings) -> tuple[np.ndarray, np.ndarray]:
+    """Re-score candidate rows I (n, kk) exactly against the stored vectors; keep the best k of each row."""
+    n, kk = I.shape
+    D = np.full((n, kk), -np.inf, dtype=np.float32)
+    for lo in range(0, n, RERANK_CHUNK):
+        Ic = I[lo : lo + RERANK_CHUNK]
+        valid = Ic >= 0
+        rows, inverse = np.unique(Ic[valid], return_inverse=True)
+        xb = emb.take(rows)  # (u, d)
+        q = np.nonzero(valid)[0]
+        D[lo : lo + RERANK_CHUNK][valid] = np.einsum("ij,ij->i", xq[lo + q], xb[inverse])
+    order = np.argsort(-D, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)

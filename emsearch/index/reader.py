@@ -1,6 +1,6 @@
 """`Index.open(path)`: search a built index (FAISS shards + fp16 embeddings + LMDB sentence store).
 
-    from emsearch.index import Index
+    from emsearch.index.reader import Index
     with Index.open("indexes/news") as index:
         for hit in index.search(["Guten Morgen"], k=5, langs=["eng"])[0]:
             print(hit.rank, f"{hit.score:.3f}", hit.lang, hit.text)
@@ -13,12 +13,8 @@ are exact cosines and only membership in the top k is approximate. A language re
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 from collections import OrderedDict
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,18 +23,21 @@ import faiss
 import numpy as np
 
 from emsearch.encoder import Encoder, ModelLoadError
+from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
-from emsearch.shards import ShardedEmbeddings, manifest_shards, read_manifest
-from emsearch.store import Record, Store
+from emsearch.index.faiss_io import load_faiss
+from emsearch.index.ivf import rescore, search_faiss
+from emsearch.index.manifest import IndexRecord, Manifest, ManifestError, facts, load
+from emsearch.index.shards import ShardedEmbeddings
+from emsearch.index.store import Record, Store
 
-__all__ = ["Hit", "Index", "IndexOpenError", "Record", "index_path"]
+__all__ = ["Hit", "Index", "IndexOpenError", "Record"]
 
 EXACT_SUBSET_ROWS = 32_768  # a language restriction this small is scanned exactly
 RESTRICTIONS_KEPT = 8  # language restrictions (rows, and vectors or selector) cached between queries
-RERANK_CHUNK = 256  # queries re-scored at a time: bounds the (chunk·candidates, dim) gather
 
 
-class IndexOpenError(ValueError):
+class IndexOpenError(EmsearchError):
     """A missing, corrupt or unfinished index directory, or one built with another model."""
 
 
@@ -58,18 +57,19 @@ class Hit:
 class Index:
     """An opened index. Use `Index.open`; close it (or use `with`) to release the store and memory maps."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], encoder: Encoder, embeddings: ShardedEmbeddings,
+    def __init__(self, path: Path, manifest: Manifest, encoder: Encoder, embeddings: ShardedEmbeddings,
                  store: Store, faiss_indexes: list[faiss.Index]):
         self.path = path
         self.manifest = manifest
         self.encoder = encoder
-        self.dim: int = manifest["model"]["dim"]
-        self.ntotal: int = manifest["counts"]["rows"]
-        self.model_id: str = manifest["model"]["id"]
+        self.dim: int = manifest.model.dim
+        self.ntotal: int = manifest.counts.rows
+        self.model_id: str = manifest.model.id
         self._emb = embeddings
         self._store = store
         self._faiss = faiss_indexes
-        self._params = manifest["index"]["params"]
+        self._info: IndexRecord = manifest.index
+        self._params = manifest.index.params
         self._restrictions: OrderedDict[tuple[str, ...], _Restriction] = OrderedDict()
 
     @classmethod
@@ -81,39 +81,32 @@ class Index:
         """
         path = Path(path)
         try:
-            manifest = read_manifest(path)
-        except ValueError as e:
+            manifest = load(path)
+        except ManifestError as e:
             raise IndexOpenError(str(e)) from None
         if manifest is None:
             raise IndexOpenError(f"{path}: no index here (no manifest.json); build one with emsearch build-index")
-        if not manifest.get("complete"):
+        if not manifest.complete or manifest.index is None:
             raise IndexOpenError(f"{path} is an unfinished build; rerun emsearch build-index with the same input "
                                  "and options to finish it")
-        missing = [k for k in ("model", "counts", "shards", "index") if not manifest.get(k)]
-        if missing:
-            raise IndexOpenError(f"{path}/manifest.json lacks {', '.join(missing)}; rebuild the index with "
-                                 "emsearch build-index --overwrite")
-        built = manifest["model"]
+        built = manifest.model
         if encoder is None:
-            recorded = built.get("path")
+            recorded = built.path
             source = model if model is not None else (recorded if recorded and Path(recorded).is_dir() else None)
             try:
                 encoder = Encoder.load(source)
             except ModelLoadError as e:
                 raise IndexOpenError(f"cannot load a model for {path} ({e}); pass the model it was built with, "
-                                     f"id {built['id']}") from None
-        if encoder.model_id != built["id"]:
-            raise IndexOpenError(f"{path} was built with model {built['id']}, not {encoder.model_id}: search it "
+                                     f"id {built.id}") from None
+        if encoder.model_id != built.id:
+            raise IndexOpenError(f"{path} was built with model {built.id}, not {encoder.model_id}: search it "
                                  "with the same model, or rebuild the index with this one")
         try:
-            embeddings = ShardedEmbeddings(path, manifest_shards(manifest), built["dim"])
+            embeddings = ShardedEmbeddings(path, manifest.shards, built.dim)
             store = Store.open(path / "store")
-            indexes = load_faiss(path, manifest, embeddings)
-        except (ValueError, RuntimeError) as e:
+            indexes = load_faiss(path, manifest.index, embeddings)
+        except (EmsearchError, RuntimeError) as e:  # RuntimeError: faiss could not read a file
             raise IndexOpenError(f"{path}: {e}") from None
-        except (KeyError, TypeError) as e:
-            raise IndexOpenError(f"{path}/manifest.json is malformed ({e!r}); rebuild with emsearch build-index "
-                                 "--overwrite") from None
         return cls(path, manifest, encoder, embeddings, store, indexes)
 
     def __enter__(self) -> Index:
@@ -129,14 +122,18 @@ class Index:
 
     def languages(self) -> dict[str, int]:
         """Rows per language (canonical ISO 639-3 code)."""
-        return dict(self.manifest["counts"]["languages"])
+        return dict(self.manifest.counts.languages)
+
+    def facts(self) -> dict[str, Any]:
+        """What `emsearch info` shows: the manifest's key facts plus the sizes on disk."""
+        return facts(self.path, self.manifest)
 
     def rows_of_lang(self, lang: str) -> np.ndarray:
         """Sorted global rows (int64) of one language; a language the index lacks is a ValueError."""
         code = normalize_lang(lang)
         rows = self._store.rows_of_lang(code)
         if rows is None:
-            raise ValueError(f"the index has no rows in language {lang!r} ({code}); it holds "
+            raise EmsearchError(f"the index has no rows in language {lang!r} ({code}); it holds "
                              f"{', '.join(self.languages())}")
         return rows
 
@@ -160,27 +157,22 @@ class Index:
         """
         xq = np.ascontiguousarray(xq, dtype=np.float32)
         if xq.ndim != 2 or xq.shape[1] != self.dim:
-            raise ValueError(f"query vectors must have shape (n, {self.dim}); got {xq.shape}")
+            raise EmsearchError(f"query vectors must have shape (n, {self.dim}); got {xq.shape}")
         if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+            raise EmsearchError(f"k must be at least 1, got {k}")
         for name, value in (("nprobe", nprobe), ("rerank", rerank)):
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+                raise EmsearchError(f"{name} must be at least 1, got {value}")
         if len(xq) == 0:
             return np.zeros((0, k), dtype=np.float32), np.zeros((0, k), dtype=np.int64)
-        exact = self._params["kind"] == "flat"
+        exact = self._params.kind == "flat"
         restriction = self._restriction(langs)
         if restriction is not None and restriction.vectors is not None:
             return _finish(*_exact_knn(xq, restriction.vectors, restriction.rows, k))
         selector = restriction.selector if restriction is not None else None
-        kk = k if exact else max(k, rerank or self.manifest["index"].get("rerank") or self._params["rerank"])
+        kk = k if exact else max(k, rerank or self._info.rerank or self._params.rerank)
         params = self._search_params(selector, nprobe)
-        heap = faiss.ResultHeap(len(xq), kk, keep_max=True)
-        for index in self._faiss:
-            D, I = index.search(xq, kk, params=params)
-            heap.add_result(D, I)
-        heap.finalize()
-        D, I = heap.D, heap.I
+        D, I = search_faiss(self._faiss, xq, kk, params)
         if not exact:
             D, I = rescore(xq, I, k, self._emb)
         return _finish(D[:, :k], I[:, :k])
@@ -202,7 +194,7 @@ class Index:
             return None
         key = tuple(sorted({normalize_lang(lang) for lang in ([langs] if isinstance(langs, str) else langs)}))
         if not key:
-            raise ValueError("langs is empty: give at least one language, or None for all")
+            raise EmsearchError("langs is empty: give at least one language, or None for all")
         if key in self._restrictions:
             self._restrictions.move_to_end(key)
             return self._restrictions[key]
@@ -211,7 +203,7 @@ class Index:
             return None  # every language: no restriction
         # a small restriction is scanned exactly with BLAS (for a flat index, any restriction up to 8× as large:
         # the ID-selector path of IndexFlat scans without BLAS, and a flat index holds all vectors in memory anyway)
-        if len(rows) <= EXACT_SUBSET_ROWS * (8 if self._params["kind"] == "flat" else 1):
+        if len(rows) <= EXACT_SUBSET_ROWS * (8 if self._params.kind == "flat" else 1):
             restriction = _Restriction(rows, vectors=self._emb.take(rows))
         else:
             bits = np.zeros(self.ntotal, dtype=bool)
@@ -225,9 +217,9 @@ class Index:
         return restriction
 
     def _search_params(self, selector: Any, nprobe: int | None) -> faiss.SearchParameters | None:
-        if self._params["kind"] == "ivf":
-            default = self.manifest["index"]["nprobe"] or 1
-            p = faiss.SearchParametersIVF(nprobe=int(min(nprobe or default, self._params["nlist"])))
+        if self._params.kind == "ivf":
+            default = self._info.nprobe or 1
+            p = faiss.SearchParametersIVF(nprobe=int(min(nprobe or default, self._params.nlist)))
         elif selector is not None:
             p = faiss.SearchParameters()
         else:
@@ -247,21 +239,6 @@ class _Restriction:
     selector: Any = None
 
 
-def rescore(xq: np.ndarray, I: np.ndarray, k: int, emb: ShardedEmbeddings) -> tuple[np.ndarray, np.ndarray]:
-    """Re-score candidate rows I (n, kk) exactly against the stored vectors; keep the best k of each row."""
-    n, kk = I.shape
-    D = np.full((n, kk), -np.inf, dtype=np.float32)
-    for lo in range(0, n, RERANK_CHUNK):
-        Ic = I[lo : lo + RERANK_CHUNK]
-        valid = Ic >= 0
-        rows, inverse = np.unique(Ic[valid], return_inverse=True)
-        xb = emb.take(rows)  # (u, d)
-        q = np.nonzero(valid)[0]
-        D[lo : lo + RERANK_CHUNK][valid] = np.einsum("ij,ij->i", xq[lo + q], xb[inverse])
-    order = np.argsort(-D, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
-
-
 def _exact_knn(xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of xq against xb, whose row j is global row rows[j]."""
     kk = min(k, len(rows))
@@ -278,53 +255,3 @@ def _finish(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     D = np.ascontiguousarray(D, dtype=np.float32)
     D[I < 0] = -np.inf
     return D, I
-
-
-def load_faiss(path: Path, manifest: dict[str, Any], embeddings: ShardedEmbeddings) -> list[faiss.Index]:
-    """The FAISS indexes to search: one flat index built from the shards, the merged on-disk IVF, or the groups."""
-    info = manifest["index"]
-    if info["params"]["kind"] == "flat":
-        flat = faiss.IndexFlatIP(embeddings.dim)  # positions are the global rows: no id map needed
-        for _, block in embeddings.iter_blocks():
-            flat.add(np.asarray(block, dtype=np.float32))
-        return [flat]
-    if info.get("merged"):
-        files = [(info["merged"]["file"], faiss.IO_FLAG_ONDISK_SAME_DIR)]
-    else:
-        files = [(g["file"], 0) for g in info["groups"]]
-    indexes = []
-    for name, flags in files:
-        if not (path / name).is_file():
-            raise ValueError(f"missing {name}; rerun emsearch build-index to repair it")
-        with quiet_c_stdout():  # faiss announces where it found the on-disk lists
-            index = faiss.read_index(str(path / name), flags)
-        ivf = faiss.try_extract_index_ivf(index)
-        quantizer = faiss.downcast_index(ivf.quantizer) if ivf is not None else None
-        if isinstance(quantizer, faiss.IndexHNSW):
-            quantizer.hnsw.efSearch = max(quantizer.hnsw.efSearch, 128)
-        indexes.append(index)
-    return indexes
-
-
-def index_path(name_or_path: str | Path) -> Path:
-    """An index directory given as a path, or as the name of one under indexes/."""
-    path = Path(name_or_path)
-    if not path.exists() and len(path.parts) == 1 and (Path("indexes") / path).is_dir():
-        return Path("indexes") / path
-    return path
-
-
-@contextmanager
-def quiet_c_stdout():
-    """Silence what C code (faiss) prints on file descriptor 1 meanwhile: stdout stays the command's own."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        ctypes.CDLL(None).fflush(None)  # C stdio buffers: flush into /dev/null before fd 1 comes back
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)

@@ -1,7 +1,7 @@
 """Runners that turn windows of texts into fp16 vectors: in-process, or in a pool of worker processes.
 
-All runners call the same `encode_window`, so every path writes the same vectors (Ray actors, in `ray_workers`,
-call it too). A runner's `submit(texts)` returns something with `.result()` → (float16 (n, dim), truncated count);
+All runners call the same `encode_window`, so every path writes the same vectors (Ray actors, in `ray_runners`,
+are handed it by `make_runner`: the Ray module imports nothing from here, so the two form no cycle). A runner's `submit(texts)` returns something with `.result()` → (float16 (n, dim), truncated count);
 the build keeps at most `2 · parallelism` windows in flight, which bounds memory.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emsearch.encoder import Encoder
+from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
 from emsearch.tokenizer import Tokenizer
 
 
@@ -94,10 +94,12 @@ def make_runner(encoder: Encoder, model: str | Path | None, workers: int, batch_
                 ray_address: str | None = None):
     """In-process for one worker, a process pool for several, Ray actors with `ray` (workers 0: one per GPU/CPU)."""
     if ray:
-        from emsearch import ray_workers
+        from emsearch.index import ray_runners
 
-        ray_workers.connect(ray_address)
-        return ray_workers.RayPool(model, workers or ray_workers.cluster_workers(), batch_tokens)
+        ray_runners.connect(ray_address)
+        return ray_runners.RayPool(Path(model) if model is not None else DEFAULT_MODEL_DIR,
+                                   workers or ray_runners.cluster_workers(), batch_tokens, load=Encoder.load,
+                                   encode=encode_window)
     if workers > 1:
         return ProcessPool(model, workers, batch_tokens)
     return InProcess(encoder, batch_tokens)

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 
 MAX_K = 1000  # beyond this a "search" is an export; use the index files directly
 MAX_CHARS = 5000  # per query text; the encoder truncates to max_len tokens long before this
 
 
-class QueryError(ValueError):
+class QueryError(EmsearchError):
     """A search request that cannot be answered as asked."""
 
 

@@ -4,22 +4,22 @@ directory only needs to exist on the driver's machine.
 
 The model bundle is shipped through the object store as bytes and unpacked by each actor into a local temporary
 directory, so cluster nodes need no shared filesystem. Actors and tasks call the same functions as the local
-path (`encode_workers.encode_window`, `index_build.populate_serialized`): the output is the same, bit for bit
-where the hardware computes the same floats (same CPU type and thread count).
+path (`runners.encode_window`, handed in by `runners.make_runner`, and `faiss_io.populate_serialized`): the
+output is the same, bit for bit where the hardware computes the same floats (same CPU type and thread count).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from emsearch.encoder import DEFAULT_MODEL_DIR
-from emsearch.encode_workers import encode_window
-from emsearch.index_build import populate_serialized
+from emsearch.errors import EmsearchError
+from emsearch.index.faiss_io import populate_serialized
 
 BUNDLE_FILES = ("config.json", "model.safetensors", "tokenizer.model")
 
@@ -28,7 +28,7 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise ValueError("--ray needs Ray: pip install 'emsearch[ray]'") from None
+        raise EmsearchError("--ray needs Ray: pip install 'emsearch[ray]'") from None
     return ray
 
 
@@ -39,7 +39,7 @@ def connect(address: str | None) -> None:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except ConnectionError as e:
-            raise ValueError(f"cannot reach the Ray cluster at {address}: {e}") from None
+            raise EmsearchError(f"cannot reach the Ray cluster at {address}: {e}") from None
 
 
 def cluster_workers() -> int:
@@ -49,21 +49,20 @@ def cluster_workers() -> int:
 
 
 class EncoderActor:
-    """Holds one model; `encode` is `encode_window`."""
+    """Holds one model, made by `load(model_dir)`; `encode(texts, batch_tokens)` is `encode(model, texts, ...)`."""
 
-    def __init__(self, bundle: dict[str, bytes], threads: int):
+    def __init__(self, bundle: dict[str, bytes], threads: int, load: Callable[[str], Any], encode: Callable):
         import torch
-
-        from emsearch.encoder import Encoder
 
         torch.set_num_threads(threads)
         self.dir = tempfile.TemporaryDirectory(prefix="emsearch-model-")
         for name, data in bundle.items():
             Path(self.dir.name, name).write_bytes(data)
-        self.encoder = Encoder.load(self.dir.name)
+        self.encoder = load(self.dir.name)
+        self._encode = encode
 
     def encode(self, texts: list[str], batch_tokens: int) -> tuple[np.ndarray, int]:
-        return encode_window(self.encoder, texts, batch_tokens)
+        return self._encode(self.encoder, texts, batch_tokens)
 
 
 class _RayFuture:
@@ -75,15 +74,15 @@ class _RayFuture:
 
 
 class RayPool:
-    """A runner (see `encode_workers`) over `workers` Ray actors, windows dealt round-robin."""
+    """A runner (see `runners`) over `workers` Ray actors, windows dealt round-robin."""
 
-    def __init__(self, model: str | Path | None, workers: int, batch_tokens: int, threads: int = 1):
+    def __init__(self, model_dir: Path, workers: int, batch_tokens: int, *, load: Callable[[str], Any],
+                 encode: Callable, threads: int = 1):
         ray = _ray()
-        root = Path(model) if model is not None else DEFAULT_MODEL_DIR
-        bundle = ray.put({name: (root / name).read_bytes() for name in BUNDLE_FILES})
+        bundle = ray.put({name: (model_dir / name).read_bytes() for name in BUNDLE_FILES})
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= workers else 0
         actor = ray.remote(num_cpus=threads, num_gpus=gpus)(EncoderActor)
-        self.actors = [actor.remote(bundle, threads) for _ in range(workers)]
+        self.actors = [actor.remote(bundle, threads, load, encode) for _ in range(workers)]
         self.parallelism = workers
         self.batch_tokens = batch_tokens
         self._next = 0

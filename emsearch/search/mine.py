@@ -9,7 +9,7 @@
 2. The same from the target side back to the source language.
    The index re-scores its IVF-PQ candidates with the exact cosine of the stored fp16 vectors, so the margins
    carry no PQ approximation error: only which sentences make the top k is approximate.
-3. `emsearch.mining.mine` (margin, retrieval mode, threshold) on the two (D, I).
+3. `emsearch.search.mining.mine` (margin, retrieval mode, threshold) on the two (D, I).
 4. Corpus ids and texts from the sentence stores; a sentence pair that occurs twice (the same two texts, e.g. a
    line repeated in the corpus) is written once, with its best score; written under a temporary name, renamed.
 
@@ -34,8 +34,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
-from emsearch.mining import MARGINS, MODES, Pairs, check_choice, mine
+from emsearch.search.mining import MARGINS, MODES, Pairs, check_choice, mine
 from emsearch.progress import bar
 
 FORMATS = ("parquet", "tsv")
@@ -57,11 +58,11 @@ class MineConfig:
         check_choice(self.margin, MARGINS, "margin")
         check_choice(self.mode, MODES, "retrieval mode")
         if not 1 <= self.k <= 100:
-            raise ValueError(f"k must be from 1 to 100 (4 is usual for margins), got {self.k}")
+            raise EmsearchError(f"k must be from 1 to 100 (4 is usual for margins), got {self.k}")
         if self.chunk < 1:
-            raise ValueError(f"chunk must be positive, got {self.chunk}")
+            raise EmsearchError(f"chunk must be positive, got {self.chunk}")
         if self.nprobe is not None and self.nprobe < 1:
-            raise ValueError(f"nprobe must be positive, got {self.nprobe}")
+            raise EmsearchError(f"nprobe must be positive, got {self.nprobe}")
         return MineConfig(**{**asdict(self), "src": normalize_lang(self.src), "tgt": normalize_lang(self.tgt)})
 
 
@@ -125,7 +126,7 @@ def knn_chunk(xq: np.ndarray, base, lang: str, base_rows: np.ndarray, cfg: MineC
     local = np.searchsorted(base_rows, np.where(valid, I, 0))
     local = np.minimum(local, len(base_rows) - 1)
     if not np.array_equal(base_rows[local][valid], I[valid]):
-        raise ValueError(f"{base.path} returned rows outside language {lang}: the index is damaged; rebuild it")
+        raise EmsearchError(f"{base.path} returned rows outside language {lang}: the index is damaged; rebuild it")
     return np.where(valid, D, 0).astype(np.float32), np.where(valid, local, -1).astype(np.int64)
 
 
@@ -154,7 +155,7 @@ def language_rows(index, lang: str, side: str) -> np.ndarray:
         rows = index.rows_of_lang(lang)
     except ValueError:
         have = ", ".join(sorted(index.languages()))
-        raise ValueError(f"the {side} index {index.path} has no {lang} sentences (it holds {have})") from None
+        raise EmsearchError(f"the {side} index {index.path} has no {lang} sentences (it holds {have})") from None
     return np.asarray(rows, dtype=np.int64)
 
 
@@ -166,9 +167,9 @@ def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, work_dir: Path | None
     """
     cfg = cfg.checked()
     if src_index is tgt_index and cfg.src == cfg.tgt:
-        raise ValueError(f"source and target are both {cfg.src}: mine between two languages")
+        raise EmsearchError(f"source and target are both {cfg.src}: mine between two languages")
     if src_index.model_id != tgt_index.model_id:
-        raise ValueError("the two indexes were built with different models; rebuild one with the other's model")
+        raise EmsearchError("the two indexes were built with different models; rebuild one with the other's model")
     x_rows = language_rows(src_index, cfg.src, "source")
     y_rows = language_rows(tgt_index, cfg.tgt, "target")
     if work_dir is not None:
@@ -243,7 +244,7 @@ def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt:
     output = Path(output)
     check_choice(fmt, FORMATS, "output format")
     if not output.parent.is_dir():
-        raise ValueError(f"{output.parent}: no such directory for the output")
+        raise EmsearchError(f"{output.parent}: no such directory for the output")
     cfg = cfg.checked()
     work_dir = output.with_name(output.name + ".partial")
     pairs, nx, ny = mine_indexes(src_index, tgt_index, cfg, work_dir=work_dir, console=console)

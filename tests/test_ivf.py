@@ -7,11 +7,11 @@ import faiss
 import numpy as np
 import pytest
 
-from emsearch.index import rescore
-from emsearch.index_build import (calibrate, exact_knn, group_blocks, group_shards, populate, recall_at_k,
-                                  sample_rows, train_index)
-from emsearch.index_choice import IndexParams
-from emsearch.shards import ShardedEmbeddings, write_shard
+from emsearch.index.faiss_io import populate
+from emsearch.index.ivf import (calibrate, exact_knn, group_blocks, group_shards, recall_at_k, rescore, sample_rows,
+                                train_index)
+from emsearch.index.choice import IndexParams
+from emsearch.index.shards import ShardedEmbeddings, write_shard
 
 D = 32
 

@@ -20,7 +20,7 @@ The table (vectors are unit length, the metric is inner product = cosine):
   + centroids + OPQ matrix) exceeds the budget, down to 4; below that the budget is an error.
 - PQ ranks candidates approximately, so every non-flat index re-scores `rerank` (100) candidates exactly against
   the stored fp16 vectors; nprobe, and the candidate count if the lists are not what limits recall, are then
-  calibrated at build time so recall@10 against exact search is at least 0.95 (see `index_build.calibrate`).
+  calibrated at build time so recall@10 against exact search is at least 0.95 (see `ivf.calibrate`).
 - Flat is also dropped for IVF-PQ when N·d·4 bytes exceeds the budget.
 
 `--index-factory` overrides the choice with any faiss factory string (the budget is then the user's call).
@@ -35,6 +35,8 @@ from typing import Any
 
 import faiss
 
+from emsearch.errors import EmsearchError
+
 FLAT_MAX_ROWS = 100_000
 HNSW_MIN_NLIST = 1 << 14
 GROUP_ROWS = 1 << 20  # rows per index file: ~40 MB of PQ32 codes and ids
@@ -42,7 +44,7 @@ RERANK = 100  # candidates re-scored exactly against the fp16 vectors
 MIN_TRAIN = 65_536
 
 
-class IndexChoiceError(ValueError):
+class IndexChoiceError(EmsearchError):
     """No index fits the request (budget too small, unusable factory string)."""
 
 
@@ -68,7 +70,7 @@ def parse_bytes(text: str) -> int:
     """'4G', '512M', '1.5GB', '1000000' → bytes (powers of 1024)."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)i?b?\s*", str(text).lower())
     if not match:
-        raise ValueError(f"cannot read {text!r} as a memory size: write e.g. 512M, 4G or 1.5T")
+        raise EmsearchError(f"cannot read {text!r} as a memory size: write e.g. 512M, 4G or 1.5T")
     value, unit = float(match.group(1)), match.group(2)
     return int(value * 1024 ** " kmgt".index(unit or " "))
 

@@ -23,11 +23,13 @@ from typing import Any, TypeVar
 import lmdb
 import numpy as np
 
+from emsearch.errors import EmsearchError
+
 T = TypeVar("T")
 MAX_ID_BYTES = 480  # LMDB keys are limited to 511 bytes
 
 
-class DuplicateIdError(ValueError):
+class DuplicateIdError(EmsearchError):
     """The same corpus id on two rows."""
 
 
@@ -70,7 +72,7 @@ class Store:
     def open(cls, path: str | Path) -> Store:
         path = Path(path)
         if not (path / "data.mdb").is_file():
-            raise ValueError(f"{path}: no sentence store; rerun emsearch build-index")
+            raise EmsearchError(f"{path}: no sentence store; rerun emsearch build-index")
         key = path.resolve()
         try:
             env, users = _READERS.get(key) or (
@@ -79,7 +81,7 @@ class Store:
             _READERS[key] = (env, users + 1)
             return store
         except lmdb.Error as e:
-            raise ValueError(f"{path}: unreadable sentence store ({e}); rebuild the index") from None
+            raise EmsearchError(f"{path}: unreadable sentence store ({e}); rebuild the index") from None
 
     def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         while True:
@@ -99,7 +101,7 @@ class Store:
                 key = _row_key(row)
                 id_key = id_.encode("utf-8")
                 if len(id_key) > MAX_ID_BYTES:
-                    raise ValueError(f"id of row {row} is {len(id_key)} bytes long; ids may have at most "
+                    raise EmsearchError(f"id of row {row} is {len(id_key)} bytes long; ids may have at most "
                                      f"{MAX_ID_BYTES}: use a shorter --id-column")
                 if not txn.put(id_key, key, overwrite=False, db=self.db["ids"]):
                     other = int.from_bytes(txn.get(id_key, db=self.db["ids"]), "big")
@@ -170,7 +172,7 @@ class Store:
             for row in rows:
                 raw = txn.get(_row_key(row), db=self.db["records"]) if row >= 0 else None
                 if raw is None:
-                    raise ValueError(f"row {row} is not in the sentence store (it holds {len(self)} rows)")
+                    raise LookupError(f"row {row} is not in the sentence store (it holds {len(self)} rows)")
                 d = json.loads(raw)
                 out.append(Record(int(row), d["id"], d["lang"], d["text"], d["meta"]))
         return out

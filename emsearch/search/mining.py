@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from emsearch.errors import EmsearchError
+
 MARGINS = ("ratio", "distance", "absolute")
 MODES = ("max", "fwd", "bwd", "intersect")
 
@@ -44,7 +46,7 @@ class Pairs:
 
 def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(allowed)}")
+        raise EmsearchError(f"unknown {what} {value!r}: choose one of {', '.join(allowed)}")
     return value
 
 

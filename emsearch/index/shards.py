@@ -1,4 +1,4 @@
-"""Embedding shards (fp16 `.npy`, one per row range) and the index manifest (JSON), both written atomically.
+"""Embedding shards: fp16 `.npy`, one per row range, written atomically and recorded in the manifest.
 
 An index directory holds `manifest.json` and `embeddings/00000.npy`, `embeddings/00001.npy`, ...: shard i holds
 the unit vectors of global rows [start, stop) in float16. Every file is written under a temporary name and renamed
@@ -8,9 +8,7 @@ whole, and a rerun after a crash can tell a finished shard from a missing or dam
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-INDEX_FORMAT = "emsearch-index-1"
-MANIFEST = "manifest.json"
+from emsearch.errors import EmsearchError
+from emsearch.atomic import atomic_path, file_sha256
+
 EMBEDDINGS_DIR = "embeddings"
 
 
@@ -46,21 +45,6 @@ class Shard:
         return cls(**d)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def replace_atomically(tmp: Path, path: Path) -> None:
-    """fsync `tmp`, then rename it over `path`: readers see the old file or the new one, never a part."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def shard_path(root: Path, index: int) -> Path:
     return root / EMBEDDINGS_DIR / f"{index:05d}.npy"
 
@@ -69,10 +53,8 @@ def write_shard(root: Path, index: int, start: int, vectors: np.ndarray, truncat
     """Save `vectors` (rows, dim) as float16 shard `index` covering rows [start, start + rows)."""
     path = shard_path(root, index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.ascontiguousarray(vectors, dtype=np.float16), allow_pickle=False)
-    replace_atomically(tmp, path)
     return Shard(index, start, start + len(vectors), str(path.relative_to(root)), file_sha256(path), truncated)
 
 
@@ -88,10 +70,10 @@ def load_shard(root: Path, shard: Shard, dim: int) -> np.ndarray:
     try:
         x = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: unreadable embedding shard ({e}); rerun emsearch build-index to repair "
+        raise EmsearchError(f"{path}: unreadable embedding shard ({e}); rerun emsearch build-index to repair "
                          "it") from None
     if x.dtype != np.float16 or x.shape != (shard.rows, dim):
-        raise ValueError(f"{path}: holds {x.dtype}{x.shape}, expected float16{(shard.rows, dim)}; "
+        raise EmsearchError(f"{path}: holds {x.dtype}{x.shape}, expected float16{(shard.rows, dim)}; "
                          "rerun emsearch build-index to repair it")
     return x
 
@@ -123,7 +105,7 @@ class ShardedEmbeddings:
         """Rows (any order, repeats allowed) as float32 (len(rows), dim)."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if len(rows) and (rows.min() < 0 or rows.max() >= self.ntotal):
-            raise ValueError(f"row numbers must lie in [0, {self.ntotal}); got {rows.min()}..{rows.max()}")
+            raise EmsearchError(f"row numbers must lie in [0, {self.ntotal}); got {rows.min()}..{rows.max()}")
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         which = np.searchsorted(self.starts, rows, side="right") - 1
         for s in np.unique(which):
@@ -141,28 +123,3 @@ class ShardedEmbeddings:
                 part = self.part(i)
                 for j in range(0, shard.rows, block_rows):
                     yield shard.start + j, part[j : j + block_rows]
-
-
-def read_manifest(root: Path) -> dict[str, Any] | None:
-    """The manifest of the index directory `root`, or None when it has none."""
-    path = root / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is corrupt ({e}); rebuild with emsearch build-index --overwrite") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
-        raise ValueError(f"{path}: not an emsearch index manifest (format {INDEX_FORMAT} expected)")
-    return manifest
-
-
-def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    path = root / MANIFEST
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    replace_atomically(tmp, path)
-
-
-def manifest_shards(manifest: dict[str, Any]) -> list[Shard]:
-    return [Shard.from_json(s) for s in manifest.get("shards", [])]

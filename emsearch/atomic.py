@@ -1,0 +1,74 @@
+"""Files that appear whole or not at all: write under a temporary name, fsync, rename over the target.
+
+    with atomic_path(out / "pairs.parquet") as tmp:
+        pq.write_table(table, tmp)          # a crash here leaves the old file (or none), never a part
+    write_text_atomic(out / "manifest.json", text)
+
+`replace_dir` does the same for a directory of files built in a temporary directory beside the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside `path` to write; renamed over `path` (after fsync) when the block succeeds,
+    removed when it fails. `suffix` keeps an extension some writers insist on (np.save appends `.npy`)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + suffix)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def replace_dir(path: str | Path, last: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A fresh temporary directory beside `path` to fill; when the block succeeds its files are fsynced and
+    each is renamed into `path` (created if missing), so every file there is whole; the files named in `last`
+    (one that points to the others) go last. The temporary directory is removed when the block fails."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        path.mkdir(parents=True, exist_ok=True)
+        for f in sorted(tmp.iterdir(), key=lambda f: (f.name in last, f.name)):
+            _fsync(f)
+            os.replace(f, path / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read 4 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
