@@ -4,15 +4,17 @@
     curl -s localhost:8080/search -d '{"texts": ["Guten Morgen"], "k": 5, "langs": ["en"]}'
 
 Endpoints:
-    GET  /        the search page (self-contained HTML, no network needed)
-    GET  /health  {"status": "ok"}
-    GET  /info    model, index size, languages and the request limits
-    POST /search  {"texts": [...], "k": 10, "langs": ["en", ...] | null, "nprobe": null}
-                  → {"results": [[hit, ...], ...]}, one list per query, hit as in `emsearch query --json`
-A bad request is answered 4xx with {"error": "..."}; the service keeps serving. It is built on the standard
-library's ThreadingHTTPServer (no extra dependency): requests are read, parsed and answered on their own threads,
-and searches run one at a time under a lock — the encoder and FAISS already use every core for one batch, so
-running searches side by side would only oversubscribe the CPU, while /health stays answerable meanwhile.
+    GET  /              the search page (self-contained HTML, no network needed)
+    GET  /health        {"status": "ok"}
+    GET  /info          model, index size, languages and the request limits
+    POST /search        {"texts": [...], "k": 10, "langs": ["en", ...] | null, "nprobe": null}
+                        → {"results": [[hit, ...], ...]}, one list per query, hit as in `emsearch query --json`
+    GET  /openapi.json  the OpenAPI 3 description of all of these, request and response bodies included
+`openapi` is the one description of the API: the handler routes by its paths and methods, so no endpoint exists
+undocumented. A bad request is answered 4xx with {"error": "..."}; the service keeps serving. It is built on the
+standard library's ThreadingHTTPServer (no extra dependency): requests are read, parsed and answered on their own
+threads, and searches run one at a time under a lock — the encoder and FAISS already use every core for one batch,
+so running searches side by side would only oversubscribe the CPU, while /health stays answerable meanwhile.
 """
 
 from __future__ import annotations
@@ -24,8 +26,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
+from emsearch import __version__
 from emsearch.errors import EmsearchError
-from emsearch.search.query import SearchRequest, hit_json, run
+from emsearch.search.query import MAX_CHARS, SearchRequest, hit_json, run
+
+JSON, HTML = "application/json", "text/html"
+HIT_FIELDS = {  # the keys of `hit_json`
+    "query_index": {"type": "integer", "description": "position of the query in texts"},
+    "query": {"type": "string"},
+    "rank": {"type": "integer", "description": "1 = best"},
+    "score": {"type": "number", "description": "cosine similarity"},
+    "id": {"type": "string"},
+    "lang": {"type": "string", "description": "ISO 639-3"},
+    "text": {"type": "string"},
+    "meta": {"type": "object", "description": "the corpus's other columns for this row"},
+}
+EXAMPLE_SEARCH = {"texts": ["Guten Morgen"], "k": 2, "langs": ["en"]}
+EXAMPLE_RESULTS = {"results": [[
+    {"query_index": 0, "query": "Guten Morgen", "rank": 1, "score": 0.912, "id": "en-17", "lang": "eng",
+     "text": "Good morning", "meta": {"source": "tatoeba"}},
+    {"query_index": 0, "query": "Guten Morgen", "rank": 2, "score": 0.774, "id": "en-5", "lang": "eng",
+     "text": "Good morning, everyone", "meta": {"source": "tatoeba"}},
+]]}
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,62 @@ class Limits:
     max_body: int = 1 << 20  # bytes of JSON
     max_k: int = 100
     max_texts: int = 64  # queries per request
+
+
+def openapi(limits: Limits) -> dict[str, Any]:
+    """The OpenAPI 3 document served at /openapi.json, with this server's limits in the schemas."""
+    error = {"description": "a bad request; the service keeps serving",
+             "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+    def ok(description: str, schema: str, example: Any = None, media: str = JSON) -> dict[str, Any]:
+        content = {"schema": {"$ref": f"#/components/schemas/{schema}"}} if schema else {"schema": {"type": "string"}}
+        if example is not None:
+            content["example"] = example
+        return {"200": {"description": description, "content": {media: content}}}
+
+    string, integer = {"type": "string"}, {"type": "integer"}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "emsearch", "version": __version__,
+                 "description": "Cross-lingual search over one emsearch index: a query in any language finds "
+                                "sentences in every language of the index."},
+        "paths": {
+            "/": {"get": {"summary": "the search page", "responses": ok("self-contained HTML", "", media=HTML)}},
+            "/health": {"get": {"summary": "liveness", "responses": ok("serving", "Health", {"status": "ok"})}},
+            "/info": {"get": {"summary": "model, index size, languages and request limits",
+                              "responses": ok("the loaded index", "Info")}},
+            "/search": {"post": {
+                "summary": "nearest sentences for each query text",
+                "requestBody": {"required": True, "content": {JSON: {
+                    "schema": {"$ref": "#/components/schemas/SearchRequest"}, "example": EXAMPLE_SEARCH}}},
+                "responses": {**ok("one list of hits per query, best first", "SearchResponse", EXAMPLE_RESULTS),
+                              "400": error, "411": error, "413": error}}},
+            "/openapi.json": {"get": {"summary": "this document", "responses": ok("OpenAPI 3", "")}},
+        },
+        "components": {"schemas": {
+            "Health": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok"]}}},
+            "Info": {"type": "object", "required": ["model_id", "index", "dim", "ntotal", "languages", "limits"],
+                     "properties": {
+                         "model_id": string, "index": {"type": "string", "description": "index directory name"},
+                         "dim": integer, "ntotal": {"type": "integer", "description": "sentences in the index"},
+                         "languages": {"type": "object", "additionalProperties": integer,
+                                       "description": "sentences per ISO 639-3 code"},
+                         "limits": {"type": "object", "properties": {name: integer for name in asdict(limits)}}}},
+            "SearchRequest": {"type": "object", "required": ["texts"], "additionalProperties": False, "properties": {
+                "texts": {"type": "array", "minItems": 1, "maxItems": limits.max_texts,
+                          "items": {"type": "string", "minLength": 1, "maxLength": MAX_CHARS}},
+                "k": {"type": "integer", "minimum": 1, "maximum": limits.max_k, "default": min(10, limits.max_k)},
+                "langs": {"type": "array", "nullable": True, "items": string,
+                          "description": "keep only hits in these languages (ISO 639-1, 639-3 or FLORES codes); "
+                                         "null: all"},
+                "nprobe": {"type": "integer", "minimum": 1, "nullable": True,
+                           "description": "IVF lists visited; null: the value calibrated at build time"}}},
+            "SearchResponse": {"type": "object", "required": ["results"], "properties": {"results": {
+                "type": "array", "items": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}}}},
+            "Hit": {"type": "object", "required": list(HIT_FIELDS), "properties": HIT_FIELDS},
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": string}},
+        }},
+    }
 
 
 class HTTPError(Exception):
@@ -51,6 +129,8 @@ class SearchService:
         self.limits = limits
         self.lock = threading.Lock()
         self.page = resources.files("emsearch").joinpath("static/index.html").read_bytes()
+        self.api = openapi(limits)
+        self.routes = {path: tuple(m.upper() for m in ops) for path, ops in self.api["paths"].items()}
 
     def info(self) -> dict[str, Any]:
         return {"model_id": self.index.model_id, "index": self.index.path.name, "dim": self.index.dim,
@@ -92,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self, method: str) -> None:
         path = self.path.split("?", 1)[0]
         try:
-            routes = {"/": ("GET",), "/health": ("GET",), "/info": ("GET",), "/search": ("POST",)}
+            routes = self.service.routes
             if path not in routes:
                 raise HTTPError(404, f"no such endpoint {path}; try GET /info or POST /search")
             if method not in routes[path]:
@@ -107,6 +187,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json(200, {"status": "ok"})
             elif path == "/info":
                 self.send_json(200, self.service.info())
+            elif path == "/openapi.json":
+                self.send_json(200, self.service.api)
             else:
                 self.send_json(200, self.service.search(self.read_json()))
         except HTTPError as e:

@@ -10,7 +10,7 @@ from emsearch.index.build import BuildConfig, build_index
 from emsearch.index import Index
 from test_build import write_corpus
 
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
 
 @pytest.fixture(scope="module")

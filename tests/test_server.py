@@ -124,6 +124,54 @@ def test_concurrent_requests_get_their_own_answers(server, toy):
     assert [body["results"][0] for _, body in got] == expected
 
 
+def test_openapi_lists_the_real_endpoints(server):
+    """/openapi.json documents every route the server answers, with the hit shape of `emsearch query --json`."""
+    port, _ = server
+    status, api = call(port, "GET", "/openapi.json")
+    assert status == 200 and api["openapi"].startswith("3.")
+    assert {path: sorted(ops) for path, ops in api["paths"].items()} == {
+        "/": ["get"], "/health": ["get"], "/info": ["get"], "/search": ["post"], "/openapi.json": ["get"]}
+    for path, ops in api["paths"].items():
+        for method in ops:
+            body = b'{"texts": ["hi"]}' if method == "post" else None
+            assert call(port, method.upper(), path, body)[0] == 200, (method, path)
+    schemas = api["components"]["schemas"]
+    assert set(schemas["Hit"]["properties"]) == set(schemas["Hit"]["required"]) == HIT_KEYS
+    request = schemas["SearchRequest"]["properties"]
+    assert request["k"]["maximum"] == 20 and request["texts"]["maxItems"] == 8  # this server's limits
+    status, info = call(port, "GET", "/info")
+    assert set(info) == set(schemas["Info"]["required"])
+
+
+def test_openapi_example_request_works(server):
+    """The documented example request, sent as documented, is answered in the documented shape."""
+    port, _ = server
+    _, api = call(port, "GET", "/openapi.json")
+    operation = api["paths"]["/search"]["post"]
+    example = operation["requestBody"]["content"]["application/json"]["example"]
+    status, body = search(port, example)
+    assert status == 200 and len(body["results"]) == len(example["texts"])
+    assert all(len(hits) == example["k"] and all(h["lang"] == "eng" and set(h) == HIT_KEYS for h in hits)
+               for hits in body["results"])
+    documented = operation["responses"]["200"]["content"]["application/json"]["example"]
+    assert all(set(h) == HIT_KEYS for hits in documented["results"] for h in hits)
+
+
+def test_serve_port_in_use(toy, capsys, monkeypatch):
+    """A taken port is one error line that names it and points to --port, not an errno."""
+    import socket
+
+    from test_eval import run_cli
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        code, _, err = run_cli(["serve", str(toy.path), "--port", str(port), "--quiet"], capsys, monkeypatch)
+    assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+    assert f"port {port} on 127.0.0.1 is already in use" in err and "--port" in err and "Errno" not in err
+
+
 def test_search_page_served(server):
     port, _ = server
     status, page = call(port, "GET", "/")

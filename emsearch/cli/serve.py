@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Optional
 
@@ -31,7 +32,13 @@ def serve_command(
     if not 0 <= port <= 65535:
         raise EmsearchError(f"--port {port}: give a port from 0 to 65535")
     with open_index(index, model) as idx:
-        server = make_server(SearchService(idx, Limits(max_body, max_k, max_texts)), host, port, quiet=quiet)
+        try:
+            server = make_server(SearchService(idx, Limits(max_body, max_k, max_texts)), host, port, quiet=quiet)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(f"port {port} on {host} is already in use (another emsearch serve?); "
+                          f"pick another with --port, or --port 0 for a free one") from None
         bound_host, bound_port = server.server_address[:2]
         console.print(f"serving {idx.path} ({idx.ntotal:,} sentences, {len(idx.languages())} languages) "
                       f"on http://{bound_host}:{bound_port}/ — Ctrl-C stops", soft_wrap=True)
