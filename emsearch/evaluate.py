@@ -51,15 +51,15 @@ class RetrievalReport:
         return float(np.mean([s.mean for s in self.scores])) if self.scores else float("nan")
 
 
-def load_multiway(path: str | Path) -> dict[str, dict[int, str]]:
-    """lang label → {id: text}."""
+def load_multiway(path: str | Path) -> dict[str, dict[int | str, str]]:
+    """lang label → {id: text}; an id (int or string) names one sentence and its translations."""
     table = pq.read_table(path)
     missing = [c for c in ("id", "lang", "text") if c not in table.column_names]
     if missing:
         raise EmsearchError(f"{path}: missing column(s) {', '.join(missing)}; a multi-way file needs id, lang, text")
-    out: dict[str, dict[int, str]] = {}
+    out: dict[str, dict[int | str, str]] = {}
     for i, lang, text in zip(*(table.column(c).to_pylist() for c in ("id", "lang", "text"))):
-        out.setdefault(lang, {})[int(i)] = text
+        out.setdefault(lang, {})[i] = text
     return out
 
 
@@ -90,6 +90,9 @@ def retrieval_accuracy(encoder, path: str | Path, langs: Sequence[str] | None = 
     scores = []
     for label in sorted(labels):
         common = [i for i in ids if i in data[label]]
+        if not common:
+            raise EmsearchError(f"{path}: no id of {label} is also an id of {pivot_label}; in a multi-way file "
+                                "a sentence and its translations share one id")
         xq = encoder.encode([data[label][i] for i in common])
         xp = xb[[ids.index(i) for i in common]] if len(common) != len(ids) else xb
         scores.append(LangScore(label, top1_accuracy(xq, xp), top1_accuracy(xp, xq)))

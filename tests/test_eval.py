@@ -158,6 +158,15 @@ def test_eval_cli(tiny_model, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     row = json.loads(out.strip().splitlines()[-1])
     assert row["langs"]["deu_Latn"]["to_pivot"] > 0.7 and row["average"] > 0.7
+    # String ids work like integers; ids that no two languages share are a one-line error naming the rule.
+    pq.write_table(pa.table({**rows, "id": [f"s{i}" for i in range(40)] * 2}), tmp_path / "named.parquet")
+    code, out, err = run_cli(["eval", "retrieval", str(tmp_path / "named.parquet"), "--model", str(tiny_model),
+                              "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["average"] == row["average"]
+    pq.write_table(pa.table({**rows, "id": [f"r{i}" for i in range(80)]}), tmp_path / "rows.parquet")
+    code, out, err = run_cli(["eval", "retrieval", str(tmp_path / "rows.parquet"), "--model", str(tiny_model)],
+                             capsys, monkeypatch)
+    assert code == 2 and "share one id" in err and len(err.strip().splitlines()) == 1
 
     code, out, err = run_cli(["eval", "bucc", str(folder), "--pair", "de-en", "--model", str(tiny_model)],
                              capsys, monkeypatch)

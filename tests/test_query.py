@@ -74,6 +74,16 @@ def test_query_file_and_table(toy, tmp_path, capsys, monkeypatch):
     assert [h["query_index"] for h in hits] == [0, 0, 1, 1, 2, 2]
     top = {h["query_index"]: h["id"] for h in hits if h["rank"] == 1}
     assert sum(top[q] == f"en-{q + 1}" for q in range(3)) >= 2  # the tiny model is ~85% right
+    # A blank line is skipped with a warning, and query_index stays the line's own; --strict refuses it.
+    queries.write_text(f"{toy.deu[1]}\n\n{toy.deu[3]}\n")
+    code, out, err = run_cli(["query", "--file", str(queries), "--index", str(toy.path), "-k", "1", "--json"],
+                             capsys, monkeypatch)
+    assert code == 0, err
+    assert [json.loads(line)["query_index"] for line in out.splitlines()] == [0, 2]
+    assert "skipped 1 blank line(s) (the first is line 2)" in " ".join(err.split())
+    code, out, err = run_cli(["query", "--file", str(queries), "--index", str(toy.path), "--strict"],
+                             capsys, monkeypatch)
+    assert code == 2 and "queries.txt:2: empty query" in err
     # no language filter: the query itself is in the index and must come first
     code, out, err = run_cli(["query", toy.deu[4], "--index", str(toy.path), "-k", "3"], capsys, monkeypatch)
     assert code == 0, err

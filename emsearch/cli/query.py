@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emsearch.errors import EmsearchError
-from emsearch.cli.app import app
+from emsearch.cli.app import app, console
 from emsearch.cli.options import open_index
 
 BATCH = 256  # queries per search call when reading --file
@@ -29,6 +29,7 @@ def query_command(
     nprobe: Optional[int] = typer.Option(None, help="IVF lists to visit; default: the index's calibrated value."),
     model: Optional[Path] = typer.Option(None, help="Model bundle; default: the model the index was built with."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per hit instead of a table."),
+    strict: bool = typer.Option(False, "--strict", help="With --file: a blank line is an error instead of skipped."),
 ) -> None:
     """Search an index with queries in any language; hits from all shards, merged, best first."""
     from emsearch.evaluate import read_text_lines
@@ -42,26 +43,31 @@ def query_command(
     if file is not None:
         if not file.is_file():
             raise EmsearchError(f"{file}: no such file")
-        texts = read_text_lines(file)
+        lines = read_text_lines(file)
+        blank = [i for i, t in enumerate(lines, 1) if not t.strip()]
+        if blank and strict:
+            raise EmsearchError(f"{file}:{blank[0]}: empty query; remove the blank line(s) or drop --strict")
+        if blank:
+            console.print(f"[yellow]warning:[/] {file}: skipped {len(blank)} blank line(s) (the first is line "
+                          f"{blank[0]}); query_index still counts every line", highlight=False)
+        line_of = [i for i, t in enumerate(lines) if t.strip()]  # query_index = 0-based line of the file
+        texts = [lines[i] for i in line_of]
         if not texts:
             raise EmsearchError(f"{file} has no queries")
-        blank = [i for i, t in enumerate(texts, 1) if not t.strip()]
-        if blank:
-            raise EmsearchError(f"{file}:{blank[0]}: empty query; remove the blank line(s)")
     else:
-        texts = [text]
+        texts, line_of = [text], [0]
     requests = [SearchRequest.checked(texts[i : i + BATCH], k, split_langs(target_lang), nprobe)
                 for i in range(0, len(texts), BATCH)]
     with open_index(index, model) as idx:
         results = []
         for request in requests:
             results += run(idx, request)
-    for i, (query, hits) in enumerate(zip(texts, results)):
+    for i, query, hits in zip(line_of, texts, results):
         if as_json:
             for hit in hits:
                 print(json.dumps(hit_json(i, query, hit), ensure_ascii=False))
             continue
-        table = Table(title=query if len(texts) == 1 else f"{i + 1}. {query}", title_justify="left")
+        table = Table(title=query if file is None else f"{i + 1}. {query}", title_justify="left")
         for name, justify in (("rank", "right"), ("score", "right"), ("lang", "left"), ("id", "left"),
                               ("text", "left"), ("meta", "left")):
             table.add_column(name, justify=justify, overflow="fold")

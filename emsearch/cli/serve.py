@@ -40,7 +40,7 @@ def serve_command(
             raise OSError(f"port {port} on {host} is already in use (another emsearch serve?); "
                           f"pick another with --port, or --port 0 for a free one") from None
         bound_host, bound_port = server.server_address[:2]
-        console.print(f"serving {idx.path} ({idx.ntotal:,} sentences, {len(idx.languages())} languages) "
+        console.print(f"serving {idx.path} ({idx.ntotal:,} sentences, {len(idx.languages())} language(s)) "
                       f"on http://{bound_host}:{bound_port}/ — Ctrl-C stops", soft_wrap=True)
         try:
             server.serve_forever()

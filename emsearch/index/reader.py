@@ -251,7 +251,8 @@ def _exact_knn(xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) -> tupl
 
 
 def _finish(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row ids as int64 and scores as cosines: unit vectors stored in fp16 can score a hair above 1, clipped."""
     I = np.ascontiguousarray(I, dtype=np.int64)
-    D = np.ascontiguousarray(D, dtype=np.float32)
+    D = np.clip(np.ascontiguousarray(D, dtype=np.float32), -1.0, 1.0)
     D[I < 0] = -np.inf
     return D, I
