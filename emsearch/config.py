@@ -1,7 +1,7 @@
 """Typed configuration: the model's shape and the training run, as frozen dataclasses saved as JSON.
 
 Presets are named model shapes. `paper` is the EMS paper's encoder (a transformer); `cpu-bag` is the shipped
-default: no transformer block at all, wide token embeddings pooled with learned per-token weights. On 2 CPU
+default: no transformer block at all, token embeddings of a large vocabulary pooled with learned per-token weights. On 2 CPU
 cores that shape learns far more per CPU-minute than a small transformer (README, "The default model").
 """
 
@@ -48,14 +48,14 @@ PRESETS: dict[str, ModelConfig] = {
     "gpu-base": ModelConfig(vocab_size=32000, dim=512, layers=6, heads=8, ffn=2048, max_len=96),
     # 4 × 256, ~11M encoder parameters: ~50 pairs/s of training on 2 CPU cores.
     "cpu-small": ModelConfig(vocab_size=32000, dim=256, layers=4, heads=4, ffn=1024, max_len=64, dropout=0.0),
-    # The shipped default, 2 × 128: ~8x the pairs/s of cpu-small, and on 2 cores in equal time it reaches a higher
-    # dev accuracy (README, "The default model"): at this compute, more pairs beat more depth. No dropout: the
-    # run sees each pair about once, so there is nothing to regularise against.
+    # 2 × 128, the default before cpu-bag: ~8x the pairs/s of cpu-small and, on 2 cores in equal time, a higher
+    # dev accuracy; no dropout, as a run sees each pair about once. A bag of wider embeddings beats both there.
     "cpu-fast": ModelConfig(vocab_size=32000, dim=128, layers=2, heads=2, ffn=512, max_len=64, dropout=0.0),
-    # The shipped default: a bag of 32k sub-word embeddings of width 512 with learned token weights, contrastive
-    # loss on the sentence vector itself. Its training is one sparse row update per token, so 2 cores see
-    # thousands of pairs per second and batches of thousands of negatives.
-    "cpu-bag": ModelConfig(vocab_size=32000, dim=512, layers=0, heads=1, ffn=0, max_len=64, dropout=0.0,
+    # The shipped default: a bag of 64k sub-word embeddings of width 256 with learned token weights, contrastive
+    # loss on the sentence vector itself. Its training is one sparse row update per distinct piece of a batch, so
+    # 2 cores see thousands of pairs per second and batches of thousands of negatives. A 64k vocabulary keeps
+    # more words whole, which a bag (no word order, no context) needs more than width (README, "The default model").
+    "cpu-bag": ModelConfig(vocab_size=64000, dim=256, layers=0, heads=1, ffn=0, max_len=64, dropout=0.0,
                            pooling="weighted", proj_dim=0),
     # For tests and smoke runs.
     "tiny": ModelConfig(vocab_size=2000, dim=64, layers=2, heads=2, ffn=128, max_len=32, dropout=0.0,
@@ -91,12 +91,14 @@ class TrainConfig:
     steps: int = 20000
     batch_tokens: int = 4096  # tokens per side per batch (padding included), for length-bucketed batches
     batch_pairs: int = 0  # > 0: batches of this many pairs in random order instead (in-batch negatives)
+    batch_langs: int = 0  # > 0 (with batch_pairs): each batch draws from about this many languages (hard negatives)
     lr: float = 5e-4
     min_lr_ratio: float = 0.1
     warmup: int = 500
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     temperature: float = 0.1  # contrastive softmax temperature
+    margin: float = 0.0  # additive margin on the true pair's cosine in the contrastive loss
     xtr_weight: float = 1.0
     xtr_pairs: int = 0  # > 0: XTR on the first N pairs of each batch only (its cost grows with the batch vocabulary)
     contrastive_weight: float = 2.0

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from emsearch.errors import EmsearchError
 from emsearch.languages import UnknownLanguageError, normalize_lang
 from emsearch.tokenizer import Tokenizer
 
@@ -26,7 +27,7 @@ REQUIRED_COLUMNS = ("lang", "text", "eng")
 _INVALID = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class DataError(ValueError):
+class DataError(EmsearchError):
     """Training data that cannot be used as given (missing columns, empty, unknown language...)."""
 
 
@@ -166,12 +167,17 @@ class PairDataset:
 
     def language_probs(self, alpha: float) -> np.ndarray:
         n = np.array([len(r) for r in self.rows_by_lang], dtype=np.float64)
-        p = n**alpha
+        p = np.where(n > 0, n**alpha, 0.0)  # a language with no pairs (eng) gets nothing, even at alpha 0
         return p / p.sum()
 
-    def chunk(self, k: int, *, seed: int, alpha: float, batch_tokens: int, batch_pairs: int = 0) -> list[np.ndarray]:
+    def chunk(self, k: int, *, seed: int, alpha: float, batch_tokens: int, batch_pairs: int = 0,
+              batch_langs: int = 0) -> list[np.ndarray]:
         """Batches (arrays of row indices) of chunk k: sample rows by language, then either cut them in random
-        order into `batch_pairs`-row batches, or (batch_pairs 0) sort them by length and cut by tokens."""
+        order into `batch_pairs`-row batches, or (batch_pairs 0) sort them by length and cut by tokens.
+
+        With `batch_langs`, a batch is made of that many same-language runs of rows (batch_pairs / batch_langs
+        each), so a sentence's in-batch negatives include many of its own language: the ones retrieval and
+        mining must tell apart."""
         rng = np.random.default_rng([seed, k])
         per_lang = rng.multinomial(self.CHUNK_PAIRS, self.language_probs(alpha))
         rows = np.concatenate(
@@ -179,6 +185,12 @@ class PairDataset:
         )
         if batch_pairs:
             rows = rng.permutation(rows)
+            if batch_langs:
+                run = max(1, batch_pairs // batch_langs)
+                rows = rows[np.argsort(self.lang[rows], kind="stable")]  # by language, random within one
+                one_lang = np.split(rows, np.flatnonzero(np.diff(self.lang[rows])) + 1)
+                runs = [r[i : i + run] for r in one_lang for i in range(0, len(r), run)]
+                rows = np.concatenate([runs[i] for i in rng.permutation(len(runs))])
             return [rows[i : i + batch_pairs] for i in range(0, len(rows) - batch_pairs + 1, batch_pairs)]
         rows = rows[np.lexsort((rng.random(len(rows)), -self.width[rows]))]  # longest first, random ties
         batches, start = [], 0
@@ -189,12 +201,13 @@ class PairDataset:
         rng.shuffle(batches)  # type: ignore[arg-type]
         return batches
 
-    def stream(self, *, seed: int, alpha: float, batch_tokens: int, batch_pairs: int = 0,
+    def stream(self, *, seed: int, alpha: float, batch_tokens: int, batch_pairs: int = 0, batch_langs: int = 0,
                start: tuple[int, int] = (0, 0), rank: int = 0, world: int = 1) -> Iterator[tuple[tuple[int, int], Batch]]:
         """Endless (position, batch) stream from `start`; position (chunk, i) is where to resume after it."""
         k, i = start
         while True:
-            batches = self.chunk(k, seed=seed, alpha=alpha, batch_tokens=batch_tokens, batch_pairs=batch_pairs)
+            batches = self.chunk(k, seed=seed, alpha=alpha, batch_tokens=batch_tokens, batch_pairs=batch_pairs,
+                                 batch_langs=batch_langs)
             usable = len(batches) - len(batches) % world  # every rank gets the same number per chunk
             for j in range(i, usable, world):
                 rows = batches[j + rank]

@@ -6,7 +6,9 @@ sentence's tokens (a token occurring twice gets twice the mass); the loss is KL(
 softmax runs over the batch's vocabulary (every piece that occurs in the batch's targets) rather than all V
 pieces: each target is still scored against thousands of competing pieces, at a fraction of the cost.
 
-Contrastive: in-batch InfoNCE over translation pairs, symmetric, on cosine similarity / temperature.
+Contrastive: in-batch InfoNCE over translation pairs, symmetric, on cosine similarity / temperature, with an
+optional additive margin on the true pair (Yang et al., IJCAI 2019): the pair must beat every negative by the
+margin, which separates near-duplicates that a plain softmax is already content with.
 """
 
 from __future__ import annotations
@@ -40,14 +42,19 @@ def xtr_loss(logits: torch.Tensor, target_ids: torch.Tensor, pieces: torch.Tenso
 
 
 def contrastive_loss(
-    a: torch.Tensor, b: torch.Tensor, temperature: float, duplicates: torch.Tensor | None = None
+    a: torch.Tensor, b: torch.Tensor, temperature: float, duplicates: torch.Tensor | None = None,
+    margin: float = 0.0,
 ) -> torch.Tensor:
     """Symmetric InfoNCE: a[i] and b[i] are a translation pair, every other b[j] a negative for a[i].
 
     a, b (B, P). `duplicates` (B, B) bool marks pairs i≠j that share a side (the same English verse with two
-    translations): those are not negatives, so they are left out of the softmax.
+    translations): those are not negatives, so they are left out of the softmax. `margin` is subtracted from
+    the true pair's cosine before the softmax.
     """
-    sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T / temperature  # (B, B)
+    cos = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T  # (B, B)
+    if margin:
+        cos = cos - margin * torch.eye(len(cos), device=cos.device)
+    sim = cos / temperature
     if duplicates is not None:
         off_diagonal = duplicates & ~torch.eye(len(sim), dtype=torch.bool, device=sim.device)
         sim = sim.masked_fill(off_diagonal, float("-inf"))

@@ -71,11 +71,11 @@ class EMSEncoder(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T), 0 = padding → sentence vectors (B, C), not normalised."""
         keep = ids != 0  # (B, T)
+        if not self.cfg.layers:
+            return self._bag(ids[keep], keep.sum(1))
         w = keep.to(self.tok_emb.weight.dtype)  # (B, T)
         if self.cfg.pooling == "weighted":
             w = w * self.tok_weight(ids).squeeze(-1).clamp(-10.0, 10.0).exp()
-        if not self.cfg.layers:
-            return _bag(self.tok_emb, ids[keep], keep.sum(1), w[keep])
         pos = torch.arange(ids.shape[1], device=ids.device)
         x = self.dropout(self.tok_emb(ids) + self.pos_emb(pos))  # (B, T, C)
         for block in self.blocks:
@@ -83,19 +83,28 @@ class EMSEncoder(nn.Module):
         x = self.ln_f(x)
         return (x * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-6)
 
+    def _bag(self, flat_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Weighted mean of token embeddings per sentence over the unpadded tokens (no (B, T, C) tensor).
+
+        The batch's distinct pieces are looked up once: the tables' gradients then hold one row per distinct
+        piece (a few thousand) instead of one per token, which makes backward and the sparse optimiser step
+        several times cheaper, and the per-token sums run over that small dense block.
+        """
+        pieces, slot = torch.unique(flat_ids, return_inverse=True)  # (U,), (N,)
+        rows = self.tok_emb(pieces)  # (U, C)
+        if self.cfg.pooling == "weighted":
+            w = self.tok_weight(pieces).squeeze(-1).clamp(-10.0, 10.0).exp()[slot]  # (N,)
+        else:
+            w = torch.ones(len(slot), dtype=rows.dtype, device=rows.device)
+        offsets = torch.zeros_like(lengths)
+        offsets[1:] = lengths.cumsum(0)[:-1]
+        total = F.embedding_bag(slot, rows, offsets, mode="sum", per_sample_weights=w)  # (B, C)
+        norm = torch.zeros(len(lengths), dtype=w.dtype, device=w.device).index_add_(
+            0, torch.repeat_interleave(torch.arange(len(lengths), device=w.device), lengths), w)
+        return total / norm.clamp(min=1e-6).unsqueeze(1)
+
 
 POOLINGS = ("mean", "weighted")
-
-
-def _bag(table: nn.Embedding, flat_ids: torch.Tensor, lengths: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Weighted mean of table rows per sentence, over the unpadded tokens only (an EmbeddingBag: no (B, T, C))."""
-    offsets = torch.zeros_like(lengths)
-    offsets[1:] = lengths.cumsum(0)[:-1]
-    total = F.embedding_bag(flat_ids, table.weight, offsets, mode="sum", sparse=table.sparse,
-                            per_sample_weights=w)  # (B, C)
-    norm = torch.zeros(len(lengths), dtype=w.dtype, device=w.device).index_add_(
-        0, torch.repeat_interleave(torch.arange(len(lengths), device=w.device), lengths), w)
-    return total / norm.clamp(min=1e-6).unsqueeze(1)
 
 
 class EMSHeads(nn.Module):

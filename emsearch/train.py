@@ -26,10 +26,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from emsearch.config import ModelConfig, TrainConfig, load_json, resolve_model_config, to_json
+from emsearch.checkpoint import load_checkpoint, save_checkpoint
+from emsearch.config import ConfigError, ModelConfig, TrainConfig, load_json, resolve_model_config, to_json
 from emsearch.data import Batch, PairDataset, read_pairs
 from emsearch.encoder import Encoder
 from emsearch.evaluate import retrieval_accuracy
@@ -47,7 +48,7 @@ class Trainee(nn.Module):
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_lang: torch.Tensor, duplicates: torch.Tensor, *,
                 temperature: float, xtr_weight: float, contrastive_weight: float,
-                xtr_pairs: int = 0) -> dict[str, torch.Tensor]:
+                xtr_pairs: int = 0, margin: float = 0.0) -> dict[str, torch.Tensor]:
         B = src.shape[0]
         width = max(src.shape[1], tgt.shape[1])
         both = torch.cat([nn.functional.pad(src, (0, width - src.shape[1])),
@@ -65,7 +66,7 @@ class Trainee(nn.Module):
         con = zero
         if contrastive_weight:
             z = self.heads.project(u)
-            con = contrastive_loss(z[:B], z[B:], temperature, duplicates)
+            con = contrastive_loss(z[:B], z[B:], temperature, duplicates, margin)
         return {"loss": xtr_weight * xtr + contrastive_weight * con, "xtr": xtr, "contrastive": con}
 
 
@@ -90,49 +91,6 @@ def make_optimizers(module: nn.Module, cfg: TrainConfig) -> list[torch.optim.Opt
     if sparse:
         opts.append(torch.optim.SparseAdam(sparse, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6))
     return opts
-
-
-# --- checkpoints: tensors in safetensors, the rest in JSON; written to a temp dir, then renamed -------------
-
-def save_checkpoint(path: Path, trainee: Trainee, opts: list[torch.optim.Optimizer], state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in trainee.state_dict().items()}
-    groups, numbers = [], {}  # numbers: slots an optimiser keeps as Python numbers (SparseAdam's step), kept so
-    for j, opt in enumerate(opts):
-        opt_state = opt.state_dict()
-        for idx, slots in opt_state["state"].items():
-            for name, value in slots.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"opt{j}.{idx}.{name}"] = value.detach().cpu().contiguous()
-                else:
-                    numbers[f"opt{j}.{idx}.{name}"] = value
-        groups.append(opt_state["param_groups"])
-    save_file(tensors, str(tmp / "state.safetensors"))
-    meta = {**state, "param_groups": groups, "optimizer_numbers": numbers}
-    (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
-    old = path.with_name(path.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(path: Path, trainee: Trainee, opts: list[torch.optim.Optimizer]) -> dict:
-    meta = json.loads((path / "state.json").read_text())
-    tensors = load_file(str(path / "state.safetensors"))
-    trainee.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    groups, numbers = meta.pop("param_groups"), meta.pop("optimizer_numbers")
-    for j, opt in enumerate(opts):
-        slots: dict[int, dict[str, torch.Tensor | float]] = {}
-        for key, value in [*tensors.items(), *numbers.items()]:
-            if key.startswith(f"opt{j}."):
-                _, idx, name = key.split(".", 2)
-                slots.setdefault(int(idx), {})[name] = value
-        opt.load_state_dict({"state": slots, "param_groups": groups[j]})
-    return meta
 
 
 # --- setup ---------------------------------------------------------------------------------------------------
@@ -177,9 +135,14 @@ def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     elif (out / "checkpoint").exists():
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     if min(cfg.xtr_weight, cfg.contrastive_weight) < 0 or not (cfg.xtr_weight or cfg.contrastive_weight):
-        raise ValueError("xtr_weight and contrastive_weight must be >= 0 and not both 0 (nothing would train)")
+        raise ConfigError("xtr_weight and contrastive_weight must be >= 0 and not both 0 (nothing would train)")
     if not 0 <= cfg.batch_pairs <= PairDataset.CHUNK_PAIRS:
-        raise ValueError(f"batch_pairs must be between 0 and {PairDataset.CHUNK_PAIRS:,}, got {cfg.batch_pairs}")
+        raise ConfigError(f"batch_pairs must be between 0 and {PairDataset.CHUNK_PAIRS:,}, got {cfg.batch_pairs}")
+    if cfg.batch_langs and not 0 < cfg.batch_langs <= cfg.batch_pairs:
+        raise ConfigError(f"batch_langs {cfg.batch_langs} needs batch_pairs of at least as many pairs "
+                          f"(got {cfg.batch_pairs}); 0 mixes languages freely")
+    if not 0 <= cfg.margin < 2:
+        raise ConfigError(f"margin is taken off a cosine, so it must be in [0, 2), got {cfg.margin}")
     if cfg.init_from and not (Path(cfg.init_from) / "model.safetensors").is_file():
         raise FileNotFoundError(f"init_from {cfg.init_from}: not a model bundle (no model.safetensors)")
     resolve_model_config(cfg)  # an unknown preset fails here
@@ -213,7 +176,7 @@ def _warm_start(encoder: EMSEncoder, bundle: str, say) -> None:
     taken = [k for k in ("tok_emb.weight", "tok_weight.weight") if k in weights and k in own
              and weights[k].shape == own[k].shape]
     if "tok_emb.weight" not in taken:
-        raise ValueError(f"init_from {bundle}: its token embeddings do not fit this model (other vocabulary or width)")
+        raise ConfigError(f"init_from {bundle}: its token embeddings do not fit this model (other vocabulary or width)")
     encoder.load_state_dict({k: weights[k].float() for k in taken}, strict=False)
     say(f"token embeddings from {bundle} ({', '.join(taken)})")
 
@@ -275,7 +238,7 @@ def step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if run.device.type == "cuda" else nullcontext()
     with amp:
         losses = run.model(*tensors, temperature=cfg.temperature, xtr_weight=cfg.xtr_weight,
-                           contrastive_weight=cfg.contrastive_weight, xtr_pairs=cfg.xtr_pairs)
+                           contrastive_weight=cfg.contrastive_weight, xtr_pairs=cfg.xtr_pairs, margin=cfg.margin)
     for opt in run.opts:
         opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
@@ -316,7 +279,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, cons
     run = setup(cfg, resume=resume, console=console)
     cfg, state = run.cfg, run.state
     stream = run.data.stream(seed=cfg.seed, alpha=cfg.alpha, batch_tokens=cfg.batch_tokens,
-                             batch_pairs=cfg.batch_pairs, start=tuple(state["position"]),
+                             batch_pairs=cfg.batch_pairs, batch_langs=cfg.batch_langs,
+                             start=tuple(state["position"]),
                              rank=run.rank, world=run.world)
     meter = _Meter(run, progress and run.rank == 0)
     run.trainee.train()

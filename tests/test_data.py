@@ -120,6 +120,22 @@ def test_chunks_sample_languages_by_temperature(dataset):
     assert 0.08 < (dataset.lang[rows] == 2).mean() < 0.12  # alpha = 1: proportional
 
 
+def test_pair_batches_are_full_and_language_grouped_on_request(dataset):
+    mixed = dataset.chunk(0, seed=0, alpha=0.0, batch_tokens=0, batch_pairs=64)
+    grouped = dataset.chunk(0, seed=0, alpha=0.0, batch_tokens=0, batch_pairs=64, batch_langs=2)
+    for batches in (mixed, grouped):
+        assert all(len(rows) == 64 for rows in batches)
+        assert len(batches) == PairDataset.CHUNK_PAIRS // 64
+    # Runs of 32 rows of one language: far more of a row's in-batch negatives share its language.
+    def same_language_share(batches):
+        return np.mean([(dataset.lang[rows][:, None] == dataset.lang[rows][None, :]).mean() for rows in batches])
+    assert same_language_share(mixed) < 0.55  # alpha 0: half fra, half deu
+    assert same_language_share(grouped) > 0.7
+    # The same rows are drawn either way (up to the chunk's cut-off tail): grouping changes which rows meet.
+    drawn = [Counter(np.concatenate(b).tolist()) for b in (mixed, grouped)]
+    assert sum((drawn[0] - drawn[1]).values()) < 64
+
+
 def _take(stream, n):
     return [next(stream) for _ in range(n)]
 

@@ -71,6 +71,14 @@ def test_contrastive_loss_divides_similarities_by_the_temperature():
     assert contrastive_loss(a, b, temperature=0.5).item() == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-6)
 
 
+def test_contrastive_margin_is_taken_off_the_true_pair_only():
+    # sim = [[1, 0], [0, 1]]; margin 0.5 at temperature 0.5: logits [[1, 0], [0, 1]] → every row log(1 + e⁻¹).
+    a = torch.tensor([[1.0, 0], [0, 1]])
+    got = contrastive_loss(a, a.clone(), temperature=0.5, margin=0.5).item()
+    assert got == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
+    assert got > contrastive_loss(a, a.clone(), temperature=0.5).item()
+
+
 def test_contrastive_loss_leaves_duplicates_out_of_the_softmax():
     # Rows 0 and 1 share a side: each is not a negative of the other. Row 2 is orthogonal to both.
     # With temperature 1: sim = [[1, 1, 0], [1, 1, 0], [0, 0, 1]]; masking (0,1) and (1,0) leaves

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 import emsearch.train as train_module
 from emsearch.config import PRESETS
 from emsearch.encoder import Encoder
+from emsearch.errors import EmsearchError
 from emsearch.evaluate import top1_accuracy
 from emsearch.train import train
 
@@ -134,10 +135,14 @@ def test_resume_after_an_interruption_is_bit_identical(tmp_path, monkeypatch, pr
     assert json.loads((resumed / "config.json").read_text())["train_steps"] == 12
 
 
-def test_both_objectives_off_is_refused(tmp_path):
-    data = write_pairs(tmp_path / "pairs.parquet", 50)
-    with pytest.raises(ValueError, match="not both 0"):
-        train(tiny_config(tmp_path, data, xtr_weight=0.0, contrastive_weight=0.0), progress=False)
+@pytest.mark.parametrize("settings, message", [
+    ({"xtr_weight": 0.0, "contrastive_weight": 0.0}, "not both 0"),
+    ({"batch_pairs": 8, "batch_langs": 16}, "batch_langs 16 needs batch_pairs"),
+    ({"margin": -0.1}, "margin is taken off a cosine"),
+])
+def test_settings_that_cannot_train_are_refused_before_reading_data(tmp_path, settings, message):
+    with pytest.raises(EmsearchError, match=message):
+        train(tiny_config(tmp_path, tmp_path / "absent.parquet", **settings), progress=False)
 
 
 def test_sigterm_checkpoints_like_ctrl_c(tmp_path, monkeypatch):

@@ -21,7 +21,11 @@ def train_command(
     out: Optional[Path] = typer.Option(None, help="Run directory (checkpoints, log.jsonl, model/)."),
     preset: Optional[str] = typer.Option(None, help=f"Model shape: {', '.join(PRESETS)}."),
     steps: Optional[int] = typer.Option(None, help="Optimiser steps."),
-    batch_tokens: Optional[int] = typer.Option(None, help="Tokens per side per batch."),
+    batch_tokens: Optional[int] = typer.Option(None, help="Tokens per side per batch (length-bucketed batches)."),
+    batch_pairs: Optional[int] = typer.Option(None, help="Pairs per batch in random order instead of a token budget "
+                                              "(bag models: more in-batch negatives); 0 = token budget."),
+    init_from: Optional[Path] = typer.Option(None, help="Model bundle whose tokenizer and token embeddings start "
+                                             "this run (a staged recipe: blocks over trained embeddings)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
     seed: Optional[int] = typer.Option(None, help="Seed for data order, initialisation and dropout."),
     eval_file: Optional[Path] = typer.Option(None, help="Multi-way parquet (id, lang, text) for periodic retrieval accuracy."),
@@ -34,7 +38,8 @@ def train_command(
 
     cfg = load_json(TrainConfig, recipe) if recipe else TrainConfig()
     overrides = {"data": tuple(map(str, data)) if data else None, "out": str(out) if out else None,
-                 "preset": preset, "steps": steps, "batch_tokens": batch_tokens, "lr": lr, "seed": seed,
+                 "preset": preset, "steps": steps, "batch_tokens": batch_tokens, "batch_pairs": batch_pairs,
+                 "init_from": str(init_from) if init_from else None, "lr": lr, "seed": seed,
                  "eval_file": str(eval_file) if eval_file else None, "xtr_weight": xtr_weight,
                  "contrastive_weight": contrastive_weight}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
@@ -45,12 +50,7 @@ def train_command(
     if resume:
         given = {k for k, v in overrides.items() if v is not None}
         _check_resume(cfg, given | (set(json.loads(recipe.read_text(encoding="utf-8"))) if recipe else set()))
-    try:
-        bundle = train(cfg, resume=resume, console=console)
-    except ValueError as e:  # the training side checks its settings with plain ValueErrors (for now)
-        if isinstance(e, EmsearchError):
-            raise
-        raise EmsearchError(str(e)) from e
+    bundle = train(cfg, resume=resume, console=console)
     console.print(f"model written to {bundle}", markup=False)
 
 

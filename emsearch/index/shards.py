@@ -8,7 +8,6 @@ whole, and a rerun after a crash can tell a finished shard from a missing or dam
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
