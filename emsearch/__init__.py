@@ -4,12 +4,14 @@
     vectors = emsearch.Encoder.load().encode(["Guten Morgen", "Good morning"])
     emsearch.build_index(emsearch.BuildConfig(input="news.parquet", out="indexes/news"))
     hits = emsearch.Index.open("indexes/news").search(["Guten Morgen"], k=5, langs=["en"])[0]
+    emsearch.mine("de", "en", "pairs.tsv", index="indexes/news")
 """
 
 from emsearch.index.build import BuildConfig, build_index
 from emsearch.encoder import Encoder
 from emsearch.index import Hit, Index
 from emsearch.languages import normalize_lang
+from emsearch.search.mine import mine
 
-__all__ = ["BuildConfig", "Encoder", "Hit", "Index", "build_index", "normalize_lang"]
+__all__ = ["BuildConfig", "Encoder", "Hit", "Index", "build_index", "mine", "normalize_lang"]
 __version__ = "0.1.0"

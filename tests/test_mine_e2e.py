@@ -173,3 +173,15 @@ def test_cli_two_indexes_must_share_the_model(toy, tiny_model, tmp_path, capsys,
     encoder.save(other)
     code, _, err = run_cli(base + ["--index", str(toy.path), "--model", str(other)], capsys, monkeypatch)
     assert code == 2 and "was built with model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_python_api_mines_like_the_cli(toy, tmp_path):
+    import emsearch
+
+    result = emsearch.mine("de", "en", tmp_path / "pairs.tsv", index=toy.path, threshold=1.0)
+    lines = result.output.read_text(encoding="utf-8").splitlines()
+    assert result.output.suffix == ".tsv" and lines[0].split("\t")[:3] == ["src_id", "tgt_id", "score"]
+    assert result.written == len(lines) - 1 > 100 and result.threshold == 1.0
+    assert sum(tuple(line.split("\t")[:2]) in true_pairs(toy) for line in lines[1:]) > 0.6 * len(toy.deu)
+    with pytest.raises(emsearch.errors.EmsearchError, match="go together"):
+        emsearch.mine("de", "en", tmp_path / "x.tsv", src_index=toy.path)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from emsearch.errors import EmsearchError
 from emsearch.cli.app import app, console
-from emsearch.cli.options import open_index
 
 
 @app.command("mine")
@@ -39,26 +35,13 @@ def mine_command(
     Finished search chunks are kept in OUTPUT.partial/ until the output is written, so rerunning an interrupted
     command resumes where it stopped.
     """
-    from emsearch.index.reader import Index
-    from emsearch.search.mine import FORMATS, MineConfig, default_threshold, mine_to_file
-    from emsearch.search.mining import check_choice
+    from emsearch.search.mine import mine
 
-    if index is not None and (src_index or tgt_index):
-        raise EmsearchError("give --index, or --src-index with --tgt-index, not both")
-    if (src_index is None) != (tgt_index is None):
-        raise EmsearchError("--src-index and --tgt-index go together; for one index holding both languages use --index")
-    fmt = check_choice(format or ("tsv" if output.suffix.lower() == ".tsv" else "parquet"), FORMATS, "output format")
-    cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk).checked()
-    with ExitStack() as stack:
-        if src_index is None or src_index.resolve() == tgt_index.resolve():
-            a = b = stack.enter_context(open_index(index or src_index, model))
-        else:
-            a = stack.enter_context(open_index(src_index, model))
-            b = stack.enter_context(Index.open(tgt_index, a.encoder))  # the same model, or an IndexOpenError
-        cfg = replace(cfg, threshold=default_threshold(threshold, margin, a.encoder))
-        result = mine_to_file(a, b, cfg, output, fmt, console=console)
-    source = "none given or in the model bundle: every mined pair kept" if cfg.threshold is None else (
-        f"{cfg.threshold:g}" + (" from the model bundle" if threshold is None else ""))
+    result = mine(src, tgt, output, index=index, src_index=src_index, tgt_index=tgt_index, format=format,
+                  threshold=threshold, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk, model=model,
+                  console=console)
+    source = "none given or in the model bundle: every mined pair kept" if result.threshold is None else (
+        f"{result.threshold:g}" + (" from the model bundle" if threshold is None else ""))
     console.print(f"{result.written:,} pairs → {result.output} ({result.src_sentences:,} × {result.tgt_sentences:,} "
                   f"sentences, threshold {source}, {result.duplicates:,} duplicate pairs dropped, "
                   f"{result.seconds:.1f} s)")

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,8 @@ from rich.console import Console
 
 from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
-from emsearch.search.mining import MARGINS, MODES, Pairs, check_choice, mine
+from emsearch.search import mining
+from emsearch.search.mining import MARGINS, MODES, Pairs, check_choice
 from emsearch.progress import bar
 
 FORMATS = ("parquet", "tsv")
@@ -74,6 +75,7 @@ class MineResult:
     src_sentences: int
     tgt_sentences: int
     seconds: float
+    threshold: float | None  # the threshold applied (None: every mined pair kept)
 
 
 def default_threshold(threshold: float | None, margin: str, encoder) -> float | None:
@@ -180,7 +182,7 @@ def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, work_dir: Path | None
     with bar(console, f"kNN {cfg.tgt} → {cfg.src}", len(y_rows)) as progress:
         D_yx, I_yx = knn_direction("bwd", tgt_index, y_rows, src_index, cfg.src, x_rows, cfg, work_dir,
                                    progress.advance)
-    pairs = mine(D_xy, I_xy, D_yx, I_yx, margin=cfg.margin, mode=cfg.mode, threshold=cfg.threshold)
+    pairs = mining.mine(D_xy, I_xy, D_yx, I_yx, margin=cfg.margin, mode=cfg.mode, threshold=cfg.threshold)
     return Pairs(x_rows[pairs.src], y_rows[pairs.tgt], pairs.score), len(x_rows), len(y_rows)
 
 
@@ -252,5 +254,37 @@ def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt:
                 "src_index": str(src_index.path), "tgt_index": str(tgt_index.path)}
     written, duplicates = write_pairs(pairs, src_index, tgt_index, output, fmt, metadata=metadata, console=console)
     shutil.rmtree(work_dir, ignore_errors=True)
-    return MineResult(output, written, duplicates, nx, ny, time.perf_counter() - t0)
+    return MineResult(output, written, duplicates, nx, ny, time.perf_counter() - t0, cfg.threshold)
+
+
+def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = None,
+         src_index: str | Path | None = None, tgt_index: str | Path | None = None, format: str | None = None,
+         threshold: float | None = None, k: int = 4, margin: str = "ratio", mode: str = "max",
+         nprobe: int | None = None, chunk: int = 8192, model: str | Path | None = None,
+         console: Console | None = None) -> MineResult:
+    """Mine the translation pairs between two languages of built indexes into one file: `emsearch mine`.
+
+    The two sides live in one `index` (a path, a name under indexes/, or None for the only index there), or in
+    `src_index` and `tgt_index`, which must hold vectors of the same model. `threshold` defaults to the model
+    bundle's mining threshold (set for the ratio margin), else every mined pair is kept; `format` defaults to
+    tsv for a .tsv output, else parquet.
+    """
+    from emsearch.index.manifest import resolve_index
+    from emsearch.index.reader import Index
+
+    if index is not None and (src_index or tgt_index):
+        raise EmsearchError("give index, or src_index with tgt_index, not both")
+    if (src_index is None) != (tgt_index is None):
+        raise EmsearchError("src_index and tgt_index go together; for one index holding both languages use index")
+    output = Path(output)
+    fmt = check_choice(format or ("tsv" if output.suffix.lower() == ".tsv" else "parquet"), FORMATS, "output format")
+    cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk).checked()
+    with ExitStack() as stack:
+        a = stack.enter_context(Index.open(resolve_index(index or src_index), model=model))
+        if src_index is None or Path(src_index).resolve() == Path(tgt_index).resolve():
+            b = a
+        else:  # the same model, or an IndexOpenError
+            b = stack.enter_context(Index.open(resolve_index(tgt_index), a.encoder))
+        cfg = replace(cfg, threshold=default_threshold(threshold, margin, a.encoder))
+        return mine_to_file(a, b, cfg, output, fmt, console=console)
 
