@@ -38,6 +38,7 @@ from emsearch.index.encode_stage import encode_shards
 from emsearch.index.manifest import BuildRecord, Counts, InputRecord, Manifest, ManifestError, ModelRecord, Requested
 from emsearch.index.runners import make_runner
 from emsearch.index.store import Store
+from emsearch.index.verify import verify_index
 from emsearch.progress import stage
 
 class BuildError(EmsearchError):
@@ -91,10 +92,16 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     choose_index(n, encoder.dim, cfg.max_index_memory, cfg.index_factory)  # a bad request fails now, not after encoding
     out = Path(cfg.out)
     manifest = _prepare(out, _new_manifest(cfg, corpus, encoder, n), cfg.overwrite, say)
-    if manifest.complete and manifest.index and manifest.index.requested == _requested(cfg) and \
-            _intact(out, manifest):
-        say(f"{out} is up to date (pass --overwrite to rebuild it)")
-        return manifest
+    if manifest.complete and manifest.index and manifest.index.requested == _requested(cfg):
+        verdict = verify_index(out, manifest)
+        if verdict.whole:
+            say(f"{out} is up to date (pass --overwrite to rebuild it)")
+            return manifest
+        say(f"repairing {out}: " + "; ".join(verdict.problems))
+        if verdict.store_damaged:  # re-filled from the input; shards whose checksum holds are kept
+            shutil.rmtree(out / "store", ignore_errors=True)
+        if verdict.faiss_damaged:
+            manifest = replace(manifest, index=None)
     manifest = replace(manifest, complete=False)
     mf.save(out, manifest)
 
@@ -128,15 +135,6 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     manifest = replace(manifest, complete=True, finished=_now())
     mf.save(out, manifest)
     return manifest
-
-
-def _intact(out: Path, manifest: Manifest) -> bool:
-    """Every file the manifest names is there (a rerun repairs what is not: missing shards are re-encoded)."""
-    info = manifest.index
-    files = [s.file for s in manifest.shards] + ["store/data.mdb"]
-    if info.params.kind != "flat":
-        files += [info.merged.file, info.merged.data] if info.merged else [g.file for g in info.groups]
-    return all((out / f).is_file() for f in files)
 
 
 def _now() -> str:

@@ -104,6 +104,12 @@ class Index:
         try:
             embeddings = ShardedEmbeddings(path, manifest.shards, built.dim)
             store = Store.open(path / "store")
+            stored = len(store)
+            if stored != manifest.counts.rows:
+                store.close()
+                raise EmsearchError(f"{path / 'store'} holds {stored:,} rows, the manifest "
+                                    f"{manifest.counts.rows:,}; rerun emsearch build-index with the same input and "
+                                    "options to repair it")
             indexes = load_faiss(path, manifest.index, embeddings)
         except (EmsearchError, RuntimeError) as e:  # RuntimeError: faiss could not read a file
             raise IndexOpenError(f"{path}: {e}") from None

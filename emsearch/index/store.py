@@ -33,6 +33,31 @@ class DuplicateIdError(EmsearchError):
     """The same corpus id on two rows."""
 
 
+class StoreDamagedError(EmsearchError):
+    """A store file that cannot be read safely (truncated or not LMDB)."""
+
+
+def store_damage(path: str | Path) -> str | None:
+    """Why the store in `path` cannot be read safely, or None. A data file shorter than the pages its last commit
+    uses is the danger: reading past its end through LMDB's memory map kills the process (SIGBUS) instead of
+    raising an error."""
+    data = Path(path) / "data.mdb"
+    if not data.is_file():
+        return f"{data}: missing"
+    shared = _READERS.get(Path(path).resolve())  # this process has it open: one environment per file
+    try:
+        env = shared[0] if shared else lmdb.open(str(path), readonly=True, lock=False, max_dbs=8, subdir=True)
+    except lmdb.Error as e:
+        return f"{data}: not a readable LMDB file ({e})"
+    try:
+        need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    finally:
+        if not shared:
+            env.close()
+    have = data.stat().st_size
+    return None if have >= need else f"{data}: truncated ({have:,} bytes; its last commit needs {need:,})"
+
+
 @dataclass(frozen=True)
 class Record:
     """One stored sentence: its global row, corpus id, ISO 639-3 language, text and extra columns."""
@@ -75,13 +100,19 @@ class Store:
             raise EmsearchError(f"{path}: no sentence store; rerun emsearch build-index")
         key = path.resolve()
         try:
+            if key not in _READERS:
+                damage = store_damage(path)
+                if damage:
+                    raise StoreDamagedError(f"{damage}; rerun emsearch build-index with the same input and options "
+                                            "to repair it")
             env, users = _READERS.get(key) or (
                 lmdb.open(str(path), readonly=True, lock=False, max_dbs=8, subdir=True, max_readers=1024), 0)
             store = cls(env, readonly=True)
             _READERS[key] = (env, users + 1)
             return store
         except lmdb.Error as e:
-            raise EmsearchError(f"{path}: unreadable sentence store ({e}); rebuild the index") from None
+            raise StoreDamagedError(f"{path}: unreadable sentence store ({e}); rerun emsearch build-index with the "
+                                    "same input and options to repair it") from None
 
     def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         while True:
