@@ -168,6 +168,23 @@ def test_verify_finds_damage_and_a_rerun_repairs_it(tiny_model, tmp_path, capsys
     assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
 
 
+def test_one_build_per_directory_at_a_time(tiny_model, tmp_path):
+    import fcntl
+
+    corpus = tmp_path / "c.parquet"
+    write_corpus(corpus, 50)
+    out = tmp_path / "idx"
+    out.mkdir()
+    with open(out / ".build.lock", "w") as held:  # what a running build holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242\n")
+        held.flush()
+        with pytest.raises(BuildError, match=r"another build is writing .*idx \(process 4242\)"):
+            build_index(config(corpus, out, tiny_model))
+    assert build_index(config(corpus, out, tiny_model)).complete  # released: the build runs
+    assert not (out / ".build.lock").exists()
+
+
 def test_process_pool_workers_write_the_same_vectors(tiny_model, tmp_path):
     corpus = tmp_path / "c.parquet"
     write_corpus(corpus, 150)

@@ -44,7 +44,12 @@ def build_index_command(
         workers=workers, ray=ray or ray_address is not None, ray_address=ray_address, index_factory=index_factory,
         max_index_memory=parse_bytes(max_index_memory), merge=merge, overwrite=overwrite,
     )
-    manifest = build_index(cfg, console=console)
+    try:
+        manifest = build_index(cfg, console=console)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: {target} keeps every finished shard; rerun the same command to resume",
+                      highlight=False)
+        raise typer.Exit(130) from None
     counts, index = manifest.counts, manifest.index
     nprobe = f", nprobe {index.nprobe}" if index.nprobe else ""
     console.print(f"{counts.rows:,} rows in {len(counts.languages)} language(s) → {target} "

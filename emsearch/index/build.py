@@ -20,8 +20,12 @@ Memory is bounded by the shard, not the corpus: one shard of rows (texts + metad
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -91,6 +95,12 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     scan_seconds = round(time.perf_counter() - t0, 2)
     choose_index(n, encoder.dim, cfg.max_index_memory, cfg.index_factory)  # a bad request fails now, not after encoding
     out = Path(cfg.out)
+    with _build_lock(out):
+        return _build(cfg, out, corpus, encoder, n, scan_seconds, console, say)
+
+
+def _build(cfg: BuildConfig, out: Path, corpus: Corpus, encoder: Encoder, n: int, scan_seconds: float,
+           console: Console | None, say) -> Manifest:
     manifest = _prepare(out, _new_manifest(cfg, corpus, encoder, n), cfg.overwrite, say)
     if manifest.complete and manifest.index and manifest.index.requested == _requested(cfg):
         verdict = verify_index(out, manifest)
@@ -137,6 +147,36 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     return manifest
 
 
+LOCK = ".build.lock"
+
+
+@contextmanager
+def _build_lock(out: Path) -> Iterator[None]:
+    """One build per output directory at a time: an exclusive lock on OUT/.build.lock, which names its holder.
+
+    The lock is the kernel's (flock), so a killed build never leaves a stale one behind."""
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"{out} is a file, not an index directory; choose another --out or --name")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise BuildError(f"another build is writing {out} (process {holder}); wait for it to finish, or stop it "
+                             "and rerun this command to resume") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # before the lock goes: a new build starts from a fresh file
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -176,7 +216,7 @@ def _prepare(out: Path, new: Manifest, overwrite: bool, say) -> Manifest:
     else:
         corrupt = False
     if old is None and not corrupt:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out.exists() and (not out.is_dir() or any(p.name != LOCK for p in out.iterdir())):
             raise BuildError(f"{out} exists and is not an emsearch index; choose another --out or --name")
         out.mkdir(parents=True, exist_ok=True)
         mf.save(out, new)
