@@ -23,13 +23,24 @@ class _Silent:
     def advance(self, rows: int) -> None:
         pass
 
+    def skip(self, rows: int) -> None:
+        pass
+
 
 class _Bar:
-    def __init__(self, progress: Progress, task):
-        self.progress, self.task = progress, task
+    def __init__(self, progress: Progress, task, label: str):
+        self.progress, self.task, self.label = progress, task, label
+        self.skipped = 0
 
     def advance(self, rows: int) -> None:
         self.progress.advance(self.task, rows)
+
+    def skip(self, rows: int) -> None:
+        """Rows done by an earlier run (a resumed build's finished shards): out of the count, the rate and the
+        ETA, which measure this run's work; the label says how many."""
+        self.skipped += rows
+        total = next(t.total for t in self.progress.tasks if t.id == self.task) or 0
+        self.progress.update(self.task, total=total - rows, description=f"{self.label} ({self.skipped:,} reused)")
 
 
 @contextmanager
@@ -38,10 +49,10 @@ def bar(console: Console | None, label: str, total: int) -> Iterator[_Bar | _Sil
     if console is None or total == 0:
         yield _Silent()
         return
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeElapsedColumn(),
-                        TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
     with progress:
-        yield _Bar(progress, progress.add_task(label, total=total))
+        yield _Bar(progress, progress.add_task(label, total=total), label)
 
 
 def stage(console: Console | None, label: str):

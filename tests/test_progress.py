@@ -1,6 +1,9 @@
+import io
+
+from rich.console import Console
 from rich.progress import Progress
 
-from emsearch.progress import RateColumn
+from emsearch.progress import RateColumn, bar
 
 
 def test_rate_shows_the_average_when_a_job_ends_in_one_update():
@@ -20,3 +23,12 @@ def test_rate_uses_the_recent_window_while_running():
         clock[0] = t
         progress.advance(task, 100)
     assert RateColumn().render(progress.tasks[0]).plain == "100 rows/s"
+
+
+def test_rows_of_an_earlier_run_leave_the_count_and_are_labelled_reused():
+    with bar(Console(file=io.StringIO()), "encoding", 1000) as b:
+        b.skip(600)
+        b.advance(100)
+        task = b.progress.tasks[0]
+        assert (task.completed, task.total) == (100, 400)  # rate and ETA measure this run's 400 rows
+        assert task.description == "encoding (600 reused)"

@@ -76,7 +76,7 @@ def encode_shards(out: Path, corpus: Corpus, runner: Any, manifest: Manifest, *,
                 old = done.get(index)
                 if old is not None and (old.start, old.stop) == (start, start + len(rows)) and \
                         shard_is_valid(out, old):
-                    progress.advance(len(rows))
+                    progress.skip(len(rows))
                     continue
                 done.pop(index, None)
                 shard = _Pending(index, start, len(rows))
