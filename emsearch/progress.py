@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 from rich.text import Text
 
 
@@ -56,5 +56,23 @@ def bar(console: Console | None, label: str, total: int) -> Iterator[_Bar | _Sil
 
 
 def stage(console: Console | None, label: str):
-    """A spinner while a stage without a row count runs (training, calibration, merging)."""
-    return console.status(f"{label}…") if console is not None else nullcontext()
+    """A spinner with the elapsed time while a stage without a row count runs (index training, calibration,
+    merging), left on screen when it ends, so a long stage shows it is alive and what it cost."""
+    if console is None:
+        return nullcontext()
+    progress = Progress(SpinnerColumn(finished_text="✓"), TextColumn(label), TimeElapsedColumn(), console=console)
+    return _Stage(progress)
+
+
+class _Stage:
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def __enter__(self) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("", total=1)
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.progress.update(self.task, completed=1)
+        self.progress.stop()
