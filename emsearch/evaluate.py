@@ -83,8 +83,11 @@ def retrieval_accuracy(encoder, path: str | Path, langs: Sequence[str] | None = 
     if not pivots:
         raise EmsearchError(f"{path}: no sentences in the pivot language {pivot!r}")
     pivot_label = pivots[0]
-    wanted = None if langs is None else {normalize_lang(x) for x in langs}
-    labels = [l for l, c in canonical.items() if l != pivot_label and (wanted is None or c in wanted or l in langs)]
+    # A label of the file asked for by name is that label alone (zho_Hant is not zho_Hans); any other spelling
+    # asks for every label of its language.
+    exact = set() if langs is None else set(langs) & set(data)
+    wanted = None if langs is None else {normalize_lang(x) for x in langs if x not in exact}
+    labels = [l for l, c in canonical.items() if l != pivot_label and (wanted is None or l in exact or c in wanted)]
     ids = sorted(data[pivot_label])
     xb = encoder.encode([data[pivot_label][i] for i in ids])
     scores = []

@@ -174,3 +174,25 @@ def test_eval_cli(tiny_model, tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(["eval", "retrieval", str(tmp_path / "missing.parquet"), "--model", str(tiny_model)],
                              capsys, monkeypatch)
     assert code == 2 and "missing.parquet" in err and "Traceback" not in err
+
+
+class _SameTextSameVector:
+    """Encodes a sentence as a fixed random unit vector of its text: translations written identically match."""
+
+    def encode(self, texts):
+        rows = [np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(16) for t in texts]
+        return np.array([r / np.linalg.norm(r) for r in rows], dtype=np.float32)
+
+
+def test_retrieval_keeps_script_variants_apart_when_asked_by_label(tmp_path):
+    from emsearch.evaluate import retrieval_accuracy
+
+    texts = [f"sentence {i}" for i in range(20)]
+    rows = {"id": list(range(20)) * 3, "lang": ["eng_Latn"] * 20 + ["zho_Hans"] * 20 + ["zho_Hant"] * 20,
+            "text": texts * 3}
+    pq.write_table(pa.table(rows), tmp_path / "multi.parquet")
+    encoder = _SameTextSameVector()
+    by_label = retrieval_accuracy(encoder, tmp_path / "multi.parquet", langs=["zho_Hans"])
+    assert [s.lang for s in by_label.scores] == ["zho_Hans"] and by_label.average == 1.0
+    by_code = retrieval_accuracy(encoder, tmp_path / "multi.parquet", langs=["zh"])
+    assert [s.lang for s in by_code.scores] == ["zho_Hans", "zho_Hant"]
