@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,40 @@ def test_resume_redoes_only_damaged_shards_and_reindex_reuses_embeddings(tiny_mo
     assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
     # unchanged request: nothing to do
     assert build_index(config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4")) == ivf
+
+
+def test_a_killed_build_loses_at_most_the_windows_in_flight(tiny_model, tmp_path, monkeypatch):
+    import emsearch.index.encode_stage as encode_stage
+    import emsearch.index.runners as runners
+
+    corpus = tmp_path / "c.parquet"
+    texts = write_corpus(corpus, 200)
+    cfg = replace(config(corpus, tmp_path / "idx", tiny_model, shard_size=200), window_rows=50)
+    clean = build_index(replace(cfg, out=str(tmp_path / "clean")))
+    write_shard, encode_window = encode_stage.write_shard, runners.encode_window
+    encoded: list[int] = []
+
+    def killed_before_shard_1_is_written(root, index, *args):
+        if index == 1:
+            raise KeyboardInterrupt
+        return write_shard(root, index, *args)
+
+    def counting(encoder, window, batch_tokens):
+        encoded.append(len(window))
+        return encode_window(encoder, window, batch_tokens)
+
+    monkeypatch.setattr(runners, "encode_window", counting)
+    monkeypatch.setattr(encode_stage, "write_shard", killed_before_shard_1_is_written)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(cfg)
+    assert sum(encoded) == 400  # shard 0 written, shard 1's four windows encoded and saved, then the kill
+    monkeypatch.setattr(encode_stage, "write_shard", write_shard)
+    encoded.clear()
+    again = build_index(cfg)
+    assert sum(encoded) == 0  # shard 1 is assembled from the saved windows: nothing encoded twice
+    assert [s.sha256 for s in again.shards] == [s.sha256 for s in clean.shards]
+    assert not (tmp_path / "idx" / encode_stage.WINDOWS_DIR).exists()
+    assert_every_row_once(tmp_path / "idx", [f"r{i}" for i in range(len(texts))], texts)
 
 
 def test_rerun_repairs_a_damaged_complete_index(tiny_model, tmp_path):

@@ -22,7 +22,7 @@ def build_index_command(
     lang: Optional[str] = typer.Option(None, help="Language of every row (required for plain text; overrides --lang-column)."),
     index_factory: Optional[str] = typer.Option(None, help="FAISS factory string, e.g. 'OPQ64,IVF4096,PQ64'; default: chosen by corpus size and memory."),
     max_index_memory: str = typer.Option("4G", help="Memory budget of the index at query time and of its training sample, e.g. 512M, 4G."),
-    shard_size: int = typer.Option(50_000, help="Rows per embedding shard: the unit of resumption."),
+    shard_size: int = typer.Option(50_000, help="Rows per embedding shard (a killed build resumes from its last encoded window of 4,096 rows)."),
     workers: int = typer.Option(1, help="Encoding processes (Ray actors with --ray; 0 = one per cluster GPU/CPU)."),
     ray: bool = typer.Option(False, "--ray", help="Encode and populate on Ray (a local instance, or RAY_ADDRESS / --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join, e.g. 'auto' or 'ray://head:10001' (implies --ray)."),

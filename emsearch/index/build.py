@@ -60,8 +60,8 @@ class BuildConfig:
     lang_column: str = "lang"
     id_column: str | None = None
     lang: str | None = None  # language of every row
-    shard_size: int = 50_000  # rows per embedding shard: the unit of resumption
-    window_rows: int = 4096  # rows per encoding task (length-sorted inside)
+    shard_size: int = 50_000  # rows per embedding shard
+    window_rows: int = 4096  # rows per encoding task (length-sorted inside), saved as done: the unit of resumption
     batch_tokens: int = 16384
     workers: int = 1  # encoding processes (or Ray actors); 0 = one per cluster CPU/GPU with Ray
     ray: bool = False

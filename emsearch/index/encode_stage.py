@@ -2,6 +2,10 @@
 transaction); then, unless the shard's .npy is recorded in the manifest with a matching checksum, the rows are
 encoded (windows of `window_rows`, by the runner), written, and recorded.
 
+Each encoded window of a shard in progress is saved at once (`embeddings/windows/`, atomically) and the shard is
+assembled from them, so a killed build loses at most the windows in flight, not a shard: a rerun reuses the
+saved windows and encodes only the rest. Windows go away once their shard is written.
+
 Memory: one shard of rows (texts + metadata) plus at most 2·parallelism windows of vectors in flight.
 """
 
@@ -16,11 +20,42 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from emsearch.atomic import atomic_path
 from emsearch.corpus import Corpus, Row
 from emsearch.index.manifest import Manifest, save
-from emsearch.index.shards import Shard, shard_is_valid, write_shard
+from emsearch.index.shards import EMBEDDINGS_DIR, Shard, shard_is_valid, write_shard
 from emsearch.index.store import Store
 from emsearch.progress import bar
+
+WINDOWS_DIR = f"{EMBEDDINGS_DIR}/windows"
+
+
+class _Saved:
+    """A window encoded by an earlier run, answering like the runner's future."""
+
+    def __init__(self, path: Path, truncated: int):
+        self.path, self.truncated = path, truncated
+
+    def result(self) -> tuple[np.ndarray, int]:
+        return np.load(self.path, allow_pickle=False), self.truncated
+
+
+def _window_files(out: Path, shard: int) -> list[Path]:
+    return sorted((out / WINDOWS_DIR).glob(f"{shard:05d}.*.npy"))
+
+
+def _saved_window(out: Path, shard: int, offset: int, rows: int) -> _Saved | None:
+    """The window of `rows` rows at `offset` of `shard` if an earlier run saved it (name: shard.offset.rows.tN)."""
+    for path in (out / WINDOWS_DIR).glob(f"{shard:05d}.{offset:07d}.{rows:05d}.t*.npy"):
+        return _Saved(path, int(path.name.split(".")[3][1:]))
+    return None
+
+
+def _save_window(out: Path, shard: int, offset: int, vectors: np.ndarray, truncated: int) -> None:
+    path = out / WINDOWS_DIR / f"{shard:05d}.{offset:07d}.{len(vectors):05d}.t{truncated}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(vectors, dtype=np.float16), allow_pickle=False)
 
 
 def _shard_rows(rows: Iterator[Row], shard_size: int) -> Iterator[tuple[int, int, list[Row]]]:
@@ -51,20 +86,26 @@ def encode_shards(out: Path, corpus: Corpus, runner: Any, manifest: Manifest, *,
     finished shard is saved as it completes, so a kill loses at most the shards in flight)."""
     done = {s.index: s for s in manifest.shards}
     store = Store.create(out / "store")
-    windows: deque[tuple[_Pending, Any]] = deque()
+    windows: deque[tuple[_Pending, int, Any]] = deque()
 
     def collect(progress) -> None:
         nonlocal manifest
-        shard, future = windows.popleft()
+        shard, offset, future = windows.popleft()
         vectors, truncated = future.result()
+        if isinstance(future, _Saved):
+            progress.skip(len(vectors))
+        else:
+            _save_window(out, shard.index, offset, vectors, truncated)
+            progress.advance(len(vectors))
         shard.parts.append(vectors)
         shard.truncated += truncated
-        progress.advance(len(vectors))
         if sum(len(p) for p in shard.parts) == shard.rows:
             done[shard.index] = write_shard(out, shard.index, shard.start, np.concatenate(shard.parts),
                                             shard.truncated)
             manifest = replace(manifest, shards=_in_order(done))
             save(out, manifest)
+            for path in _window_files(out, shard.index):
+                path.unlink()
 
     try:
         with bar(console, "encoding", manifest.counts.rows) as progress:
@@ -81,11 +122,15 @@ def encode_shards(out: Path, corpus: Corpus, runner: Any, manifest: Manifest, *,
                 done.pop(index, None)
                 shard = _Pending(index, start, len(rows))
                 for i in range(0, len(rows), window_rows):
-                    windows.append((shard, runner.submit([r.text for r in rows[i : i + window_rows]])))
+                    window = rows[i : i + window_rows]
+                    saved = _saved_window(out, index, i, len(window))
+                    windows.append((shard, i, saved or runner.submit([r.text for r in window])))
                     while len(windows) > 2 * runner.parallelism:
                         collect(progress)
             while windows:
                 collect(progress)
+        if (out / WINDOWS_DIR).is_dir() and not any((out / WINDOWS_DIR).iterdir()):
+            (out / WINDOWS_DIR).rmdir()
     finally:
         runner.close()
         store.close()
