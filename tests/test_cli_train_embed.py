@@ -146,6 +146,13 @@ def test_embed_rejects_missing_input_and_non_models(cli, tiny_model, tmp_path):
     src = tsv(tmp_path / "[bold]in.txt", b"hallo\n")
     assert_one_line_error(cli("embed", src, "-o", tmp_path / "o.npy", "--model", tmp_path),
                           "is not an emsearch model: missing config.json")
+    assert_one_line_error(cli("embed", tmp_path, "-o", tmp_path / "o.npy", "--model", tiny_model),
+                          "is a directory: give a text or parquet file")
+    assert_one_line_error(cli("embed", src, "-o", tmp_path / "absent" / "o.npy", "--model", tiny_model),
+                          "absent: no such directory for the output")
+    garbage = tsv(tmp_path / "g.parquet", b"not parquet at all")
+    assert_one_line_error(cli("embed", garbage, "-o", tmp_path / "o.npy", "--column", "text", "--model", tiny_model),
+                          "g.parquet: not a readable parquet file")
 
 
 def test_the_installed_entry_point_prints_one_line_without_traceback(tmp_path):

@@ -8,8 +8,9 @@ from typing import Optional
 import numpy as np
 import typer
 
-from emsearch.errors import EmsearchError
+from emsearch.atomic import atomic_path
 from emsearch.cli.app import app, console
+from emsearch.errors import EmsearchError
 
 
 @app.command("embed")
@@ -28,14 +29,22 @@ def embed_command(
 
     if lang is not None:
         normalize_lang(lang)
+    if input.is_dir():
+        raise EmsearchError(f"{input} is a directory: give a text or parquet file")
     if not input.is_file():
         raise EmsearchError(f"{input}: no such file")
+    if not output.parent.is_dir():
+        raise EmsearchError(f"{output.parent}: no such directory for the output")
     if input.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if column is None:
             raise EmsearchError(f"{input} is parquet: name the text column with --column")
-        names = pq.read_schema(input).names
+        try:
+            names = pq.read_schema(input).names
+        except pa.ArrowException as e:
+            raise EmsearchError(f"{input}: not a readable parquet file ({' '.join(str(e).split())})") from None
         if column not in names:
             raise EmsearchError(f"{input}: no column {column!r} (columns: {', '.join(names)})")
         texts = [t or "" for t in pq.read_table(input, columns=[column]).column(column).to_pylist()]
@@ -44,7 +53,6 @@ def embed_command(
     if not texts:
         raise EmsearchError(f"{input}: the file is empty")
     vectors = Encoder.load(model).encode(texts, batch_tokens=batch_tokens, progress=len(texts) > 5000)
-    tmp = output.with_name(output.name + ".tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(output)
+    with atomic_path(output) as tmp, open(tmp, "wb") as f:
+        np.save(f, vectors, allow_pickle=False)
     console.print(f"{len(texts):,} sentences → {output} ({vectors.shape[1]} dimensions)", markup=False)
