@@ -25,6 +25,7 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 
+from emsearch.errors import EmsearchError
 from emsearch.config import ModelConfig, from_dict
 from emsearch.model import EMSEncoder
 from emsearch.progress import bar
@@ -34,7 +35,7 @@ BUNDLE_FORMAT = "emsearch-ems-1"
 DEFAULT_MODEL_DIR = Path(str(resources.files("emsearch").joinpath("models/default")))
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(EmsearchError):
     """A model directory that is missing, incomplete or corrupt."""
 
 

@@ -31,15 +31,9 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-# The training side's typed errors, until they subclass EmsearchError; looked up only when their module is loaded
-# (it is, whenever they are raised), so that `emsearch --help` does not import torch.
-TRAINING_ERRORS = (("emsearch.encoder", "ModelLoadError"), ("emsearch.data", "DataError"))
-
-
 def user_facing(e: BaseException) -> bool:
     """An error the user can fix (its message says how); anything else is a bug, and shows its traceback."""
-    return isinstance(e, (EmsearchError, OSError)) or any(
-        isinstance(e, getattr(sys.modules[module], name)) for module, name in TRAINING_ERRORS if module in sys.modules)
+    return isinstance(e, (EmsearchError, OSError))
 
 
 def main() -> None:
