@@ -65,6 +65,19 @@ def replace_dir(path: str | Path, last: tuple[str, ...] = ()) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def swap_dir(tmp: str | Path, path: str | Path) -> None:
+    """Put the filled directory `tmp` in place of `path` as a whole (the old one is moved aside, then removed):
+    unlike `replace_dir`, no moment shows new files beside old ones, which matters when they only fit together
+    (a checkpoint's tensors and its JSON, a bundle's weights and its model id)."""
+    tmp, path = Path(tmp), Path(path)
+    old = path.with_name(path.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file, read 4 MiB at a time."""
     digest = hashlib.sha256()

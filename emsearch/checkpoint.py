@@ -8,13 +8,14 @@ aside first), so a new state.safetensors never sits beside an old state.json.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from emsearch.atomic import swap_dir
 
 
 def save_checkpoint(path: Path, trainee: nn.Module, opts: list[torch.optim.Optimizer], state: dict) -> None:
@@ -35,12 +36,7 @@ def save_checkpoint(path: Path, trainee: nn.Module, opts: list[torch.optim.Optim
     save_file(tensors, str(tmp / "state.safetensors"))
     meta = {**state, "param_groups": groups, "optimizer_numbers": numbers}
     (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
-    old = path.with_name(path.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_dir(tmp, path)
 
 
 def load_checkpoint(path: Path, trainee: nn.Module, opts: list[torch.optim.Optimizer]) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -25,6 +24,7 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 
+from emsearch.atomic import swap_dir
 from emsearch.errors import EmsearchError
 from emsearch.config import ModelConfig, from_dict
 from emsearch.model import EMSEncoder
@@ -137,12 +137,7 @@ class Encoder:
             (tmp / "README.md").write_text(card, encoding="utf-8")
         elif (path / "README.md").is_file():
             shutil.copyfile(path / "README.md", tmp / "README.md")
-        old = path.with_name(path.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_dir(tmp, path)
         return path
 
     @torch.inference_mode()
