@@ -147,7 +147,8 @@ def batches(cfg: dict) -> str:
 def objectives(cfg: dict) -> str:
     parts = []
     if cfg["contrastive_weight"]:
-        parts.append(f"contrastive (weight {cfg['contrastive_weight']}, temperature {cfg['temperature']})")
+        margin = f", additive margin {cfg['margin']}" if cfg.get("margin") else ""
+        parts.append(f"contrastive (weight {cfg['contrastive_weight']}, temperature {cfg['temperature']}{margin})")
     if cfg["xtr_weight"]:
         scope = f" on {cfg['xtr_pairs']} pairs of each batch" if cfg.get("xtr_pairs") else ""
         parts.append(f"XTR (weight {cfg['xtr_weight']}, softmax over the batch vocabulary{scope})")
