@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=300, help="how long the clients send requests")
     ap.add_argument("--warmup", type=float, default=10, help="seconds of the same load before measuring")
     ap.add_argument("--n", type=int, default=100_000, help="rows in the index")
-    ap.add_argument("--dim", type=int, default=128, help="vector dimension (128: the default model's)")
+    ap.add_argument("--dim", type=int, default=256, help="vector dimension (256: the default model's)")
     ap.add_argument("--model", default=None, help="model bundle; default: the default model, else a stand-in")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "emsearch-bench",
                     help="where the index is built and kept between runs")
@@ -149,8 +149,12 @@ def main() -> None:
         rss_after, rss_peak = rss_mib(proc.pid), rss_mib(proc.pid, "VmHWM")
         alive = proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.send_signal(signal.SIGINT)  # a clean stop; ignored when this script runs as a background job
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait(timeout=30)
 
     ms = np.asarray(latencies) * 1000
     result = {

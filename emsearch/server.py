@@ -236,10 +236,16 @@ class Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class _Server(ThreadingHTTPServer):
+    """The standard library's threading server, with a listen backlog for bursts of clients (its default of 5
+    connections waiting to be accepted resets the rest when many clients connect at once)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 def make_server(service: SearchService, host: str = "127.0.0.1", port: int = 8080,
                 quiet: bool = False) -> ThreadingHTTPServer:
     """A bound, not yet running server (port 0 picks a free port: read `server.server_address`)."""
     handler = type("BoundHandler", (Handler,), {"service": service, "quiet": quiet})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return _Server((host, port), handler)
