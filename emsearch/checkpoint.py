@@ -23,7 +23,7 @@ def save_checkpoint(path: Path, trainee: nn.Module, opts: list[torch.optim.Optim
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in trainee.state_dict().items()}
-    groups, numbers = [], {}  # numbers: slots an optimiser keeps as Python numbers (SparseAdam's step), kept so
+    groups, numbers = [], {}  # numbers: slots an optimiser keeps as Python numbers (SparseAdam's step)
     for j, opt in enumerate(opts):
         opt_state = opt.state_dict()
         for idx, slots in opt_state["state"].items():

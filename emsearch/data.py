@@ -176,8 +176,8 @@ class PairDataset:
         order into `batch_pairs`-row batches, or (batch_pairs 0) sort them by length and cut by tokens.
 
         With `batch_langs`, a batch is made of that many same-language runs of rows (batch_pairs / batch_langs
-        each), so a sentence's in-batch negatives include many of its own language: the ones retrieval and
-        mining must tell apart."""
+        each), so a sentence's in-batch negatives include many of its own language (the ones retrieval and
+        mining must tell apart; no gain measured on the shipped shape, README)."""
         rng = np.random.default_rng([seed, k])
         per_lang = rng.multinomial(self.CHUNK_PAIRS, self.language_probs(alpha))
         rows = np.concatenate(

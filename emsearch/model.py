@@ -87,8 +87,8 @@ class EMSEncoder(nn.Module):
         """Weighted mean of token embeddings per sentence over the unpadded tokens (no (B, T, C) tensor).
 
         The batch's distinct pieces are looked up once: the tables' gradients then hold one row per distinct
-        piece (a few thousand) instead of one per token, which makes backward and the sparse optimiser step
-        several times cheaper, and the per-token sums run over that small dense block.
+        piece instead of one per token, so backward and the sparse optimiser step have far less to sort and
+        sum (a training step ~25% faster), and the per-token sums run over that small dense block.
         """
         pieces, slot = torch.unique(flat_ids, return_inverse=True)  # (U,), (N,)
         rows = self.tok_emb(pieces)  # (U, C)

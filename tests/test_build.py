@@ -271,6 +271,9 @@ def test_cli_builds_and_info_describes(tiny_model, tmp_path, capsys, monkeypatch
     assert facts["bytes"]["embeddings"] > 60 * 64 * 2 and facts["bytes_per_vector"] > 128
     code, out, _ = cli(capsys, "info", tmp_path / "idx")
     assert code == 0 and "deu 30, eng 30" in out and "bytes/vector" in out
+    # Not a terminal: a hint is one line, never wrapped in the middle of what to type.
+    code, _, err = cli(capsys, "build-index", corpus, "--out", tmp_path / "idx", "--model", tiny_model)
+    assert code == 0 and f"{tmp_path / 'idx'} is up to date (pass --overwrite to rebuild it)" in err.splitlines()
     (tmp_path / "indexes").mkdir()
     (tmp_path / "idx").rename(tmp_path / "indexes" / "mine")
     monkeypatch.chdir(tmp_path)  # an index under ./indexes/ can be named
