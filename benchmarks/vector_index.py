@@ -13,7 +13,6 @@ uniform random vectors in 256 dimensions every point is nearly equidistant and n
 from __future__ import annotations
 
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -81,29 +80,17 @@ def model_for(path: str | None, dim: int = 256) -> str:
     return str(encoder.save(out))
 
 
-@contextmanager
-def vectors_as_encoder(vectors: np.ndarray):
-    """While active, `build_index` takes row r's vector from `vectors` for the text f"r{r}" instead of encoding."""
-    import emsearch.index.build as build
+def vectors_as_encoder(vectors: np.ndarray, model: str):
+    """The model at `model`, answering row r's vector from `vectors` for the text f"r{r}" instead of encoding:
+    handed to `build_index(..., encoder=)`, which then encodes in-process with it."""
     from emsearch.encoder import Encoder
 
     class Given(Encoder):
         def encode(self, texts, batch_tokens: int = 16384, progress: bool = False) -> np.ndarray:
             return vectors[[int(t[1:]) for t in texts]]
 
-    real = build.Encoder
-
-    class Loader:
-        @staticmethod
-        def load(path=None, device=None):
-            base = real.load(path, device="cpu")
-            return Given(base.model, base.tokenizer, base.info, "cpu")
-
-    build.Encoder = Loader
-    try:
-        yield
-    finally:
-        build.Encoder = real
+    base = Encoder.load(model, device="cpu")
+    return Given(base.model, base.tokenizer, base.info, "cpu")
 
 
 def build_vector_index(vectors: np.ndarray, langs: list[str] | np.ndarray, out: Path, model: str, *,
@@ -116,8 +103,7 @@ def build_vector_index(vectors: np.ndarray, langs: list[str] | np.ndarray, out: 
     if not corpus.is_file():
         texts = [f"r{i}" for i in range(n)]
         pq.write_table(pa.table({"id": texts, "lang": list(langs), "text": texts}), corpus)
-    with vectors_as_encoder(vectors):
-        build_index(BuildConfig(input=str(corpus), out=str(out), model=model, id_column="id",
-                                shard_size=shard_size, window_rows=65536, index_factory=index_factory),
-                    console=console)
+    build_index(BuildConfig(input=str(corpus), out=str(out), model=model, id_column="id", shard_size=shard_size,
+                            window_rows=65536, index_factory=index_factory),
+                console=console, encoder=vectors_as_encoder(vectors, model))
     return out

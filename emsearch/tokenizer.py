@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
+from emsearch.atomic import write_bytes
 from emsearch.config import TokenizerConfig
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -68,9 +69,7 @@ def train_tokenizer(texts_by_lang: Mapping[str, Sequence[str]], config: Tokenize
     )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(model.getvalue())
-    os.replace(tmp, out_path)
+    write_bytes(out_path, model.getvalue())
     return out_path
 
 

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 from torch import nn
 
+from emsearch.atomic import write_text_atomic
 from emsearch.checkpoint import load_checkpoint, save_checkpoint
 from emsearch.config import ConfigError, ModelConfig, TrainConfig, load_json, resolve_model_config, to_json
 from emsearch.data import Batch, PairDataset, read_pairs
@@ -201,9 +202,7 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     model_cfg = replace(model_cfg, vocab_size=tokenizer.vocab_size, n_langs=len(languages))
     cfg = replace(cfg, model=model_cfg)
     if rank == 0 and not resume:
-        tmp = out / "train_config.json.tmp"
-        tmp.write_text(to_json(cfg) + "\n", encoding="utf-8")
-        os.replace(tmp, out / "train_config.json")
+        write_text_atomic(out / "train_config.json", to_json(cfg) + "\n")
     data = PairDataset(pairs, tokenizer, languages, cfg.max_length_ratio)
     del pairs
     say(f"{len(data):,} pairs tokenized; skipped {dict(data.skipped)} ({time.time() - t0:.0f}s)")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from contextlib import ExitStack
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from emsearch.atomic import atomic_path, write_text_atomic
 from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 from emsearch.search import mining
@@ -108,17 +108,13 @@ def open_work_dir(work_dir: Path, key: dict) -> Path:
             shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     if not marker.is_file():
-        tmp = marker.with_name("job.json.tmp")
-        tmp.write_text(json.dumps(key, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, marker)
+        write_text_atomic(marker, json.dumps(key, indent=1) + "\n")
     return work_dir
 
 
 def save_npy(path: Path, x: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, x, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def knn_chunk(xq: np.ndarray, base, lang: str, base_rows: np.ndarray, cfg: MineConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -195,13 +191,12 @@ def write_pairs(pairs: Pairs, src_index, tgt_index, output: Path, fmt: str, *, m
     """Write pairs (best first) with ids and texts; returns (written, duplicate text pairs dropped)."""
     check_choice(fmt, FORMATS, "output format")
     output = Path(output)
-    tmp = output.with_name(output.name + ".tmp")
     schema = pa.schema([("src_id", pa.string()), ("tgt_id", pa.string()), ("score", pa.float32()),
                         ("src_text", pa.string()), ("tgt_text", pa.string())],
                        metadata={"emsearch": json.dumps(metadata or {})})
     seen: set[bytes] = set()
     written = duplicates = 0
-    try:
+    with atomic_path(output) as tmp:
         with ExitStack() as stack:
             progress = stack.enter_context(bar(console, "writing pairs", len(pairs)))
             if fmt == "parquet":
@@ -233,9 +228,6 @@ def write_pairs(pairs: Pairs, src_index, tgt_index, output: Path, fmt: str, *, m
                 written += len(cols["score"])
                 write(cols)
                 progress.advance(stop - start)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
     return written, duplicates
 
 
