@@ -83,7 +83,7 @@ def dev_pair(folder: Path, pair: str, model: str, work: Path, console: Console, 
     from emsearch.index import Index
     from emsearch.languages import normalize_lang
     from emsearch.search.mine import MineConfig, mine_indexes
-    from emsearch.search.mining import Pairs, exact_knn, mine
+    from emsearch.search.mining import MinedPairs, exact_knn, mine
 
     data = read_bucc(folder, pair)
     src_lang, tgt_lang = (normalize_lang(x) for x in pair.split("-"))
@@ -102,7 +102,7 @@ def dev_pair(folder: Path, pair: str, model: str, work: Path, console: Console, 
         x_rows, y_rows = index.rows_of_lang(src_lang), index.rows_of_lang(tgt_lang)
         x, y = index.embeddings(x_rows), index.embeddings(y_rows)
         exact = mine(*exact_knn(x, y, 4), *exact_knn(y, x, 4))
-        exact_pairs = Pairs(x_rows[exact.src], y_rows[exact.tgt] - nx, exact.score)
+        exact_pairs = MinedPairs(x_rows[exact.src], y_rows[exact.tgt] - nx, exact.score)
         # force the approximate path for the language restriction too (the dev sides are small enough to scan)
         limit, index_module.EXACT_SUBSET_ROWS = index_module.EXACT_SUBSET_ROWS, 0
         try:
@@ -111,7 +111,7 @@ def dev_pair(folder: Path, pair: str, model: str, work: Path, console: Console, 
             mine_s = time.perf_counter() - t0
         finally:
             index_module.EXACT_SUBSET_ROWS = limit
-        ann_pairs = Pairs(ann.src, ann.tgt - nx, ann.score)
+        ann_pairs = MinedPairs(ann.src, ann.tgt - nx, ann.score)
         nprobe = index.manifest.index.nprobe
     best_exact, best_ann = best_f1(data, exact_pairs), best_f1(data, ann_pairs)
     return {"pair": pair, "sentences": nx + ny, "factory": factory, "nprobe": nprobe, "build_s": round(build_s, 1),

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matmul_flops import matmul_flops  # noqa: E402
 
 from emsearch.config import PRESETS, ModelConfig, TrainConfig  # noqa: E402
-from emsearch.data import PairDataset, Pairs, read_pairs  # noqa: E402
+from emsearch.data import PairDataset, ParallelPairs, read_pairs  # noqa: E402
 from emsearch.model import EMSEncoder, EMSHeads, forward_flops_per_token  # noqa: E402
 from emsearch.tokenizer import EOS_ID, Tokenizer  # noqa: E402
 from emsearch.losses import batch_vocabulary  # noqa: E402
@@ -64,7 +64,7 @@ def synthetic_dataset(cfg: ModelConfig, n_pairs: int, min_len: int, max_len: int
         return " ".join(map(str, [*rng.integers(4, cfg.vocab_size, size=n - 1), EOS_ID]))
 
     langs = [LANGS[i] for i in rng.integers(0, len(LANGS), size=n_pairs)]
-    pairs = Pairs(langs, [sentence(n) for n in src_len], [sentence(n) for n in tgt_len], Counter())
+    pairs = ParallelPairs(langs, [sentence(n) for n in src_len], [sentence(n) for n in tgt_len], Counter())
     return PairDataset(pairs, PretokenizedText(), sorted(set(LANGS) | {"eng"}), max_length_ratio=3.0)
 
 
@@ -72,7 +72,7 @@ def real_dataset(tokenizer: Tokenizer, data: str, n_pairs: int, seed: int) -> Pa
     """A random sample of n_pairs real pairs, tokenized as training does."""
     pairs = read_pairs([data])
     keep = np.sort(np.random.default_rng(seed).permutation(len(pairs))[:n_pairs])
-    pairs = Pairs([pairs.lang[i] for i in keep], [pairs.text[i] for i in keep], [pairs.eng[i] for i in keep],
+    pairs = ParallelPairs([pairs.lang[i] for i in keep], [pairs.text[i] for i in keep], [pairs.eng[i] for i in keep],
                   Counter())
     return PairDataset(pairs, tokenizer, sorted(set(pairs.lang) | {"eng"}), max_length_ratio=3.0)
 

@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 from emsearch.errors import EmsearchError
 from emsearch.languages import UnknownLanguageError, normalize_lang
 
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-           ".tsv": "tsv"}
+INPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+                 ".tsv": "tsv"}
 UNSUPPORTED = {".csv": "convert it to TSV or parquet", ".gz": "decompress it first", ".zst": "decompress it first",
                ".bz2": "decompress it first", ".xz": "decompress it first"}
 
@@ -65,7 +65,7 @@ def corpus_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in UNSUPPORTED:
         raise CorpusError(f"{path}: {suffix} input is not supported; {UNSUPPORTED[suffix]}")
-    return FORMATS.get(suffix, "text")
+    return INPUT_FORMATS.get(suffix, "text")
 
 
 class Corpus:

@@ -32,7 +32,7 @@ class DataError(EmsearchError):
 
 
 @dataclass
-class Pairs:
+class ParallelPairs:
     """Validated pairs in memory: lang is the ISO 639-3 code of `text`; `eng` is its English side."""
 
     lang: list[str]
@@ -81,11 +81,11 @@ def skip_reason(text: str | None, eng: str | None) -> str | None:
     return None
 
 
-def read_pairs(paths: Sequence[str | Path]) -> Pairs:
+def read_pairs(paths: Sequence[str | Path]) -> ParallelPairs:
     """Read parquet/TSV files of (lang, text, eng); bad rows are skipped and counted, bad files raise DataError."""
     if not paths:
         raise DataError("no training data given: pass parquet or TSV files with columns lang, text, eng")
-    out = Pairs([], [], [], Counter())
+    out = ParallelPairs([], [], [], Counter())
     for path in map(Path, paths):
         table = _read_table(path)
         kept = 0
@@ -143,7 +143,7 @@ class PairDataset:
 
     CHUNK_PAIRS = 50_000
 
-    def __init__(self, pairs: Pairs, tokenizer: Tokenizer, languages: Sequence[str], max_length_ratio: float):
+    def __init__(self, pairs: ParallelPairs, tokenizer: Tokenizer, languages: Sequence[str], max_length_ratio: float):
         self.languages = list(languages)
         index = {lang: i for i, lang in enumerate(self.languages)}
         src = tokenizer.encode(pairs.text)

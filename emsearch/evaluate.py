@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from emsearch.errors import EmsearchError
 from emsearch.languages import UnknownLanguageError, normalize_lang
-from emsearch.search.mining import MARGINS, MODES, Pairs, check_choice, exact_knn, mine
+from emsearch.search.mining import MARGINS, MODES, MinedPairs, check_choice, exact_knn, mine
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class BuccReport:
     mode: str
     k: int
     data: BuccSet = field(repr=False)
-    pairs: Pairs = field(repr=False)  # every mined pair, best first
+    pairs: MinedPairs = field(repr=False)  # every mined pair, best first
 
     @property
     def best_threshold(self) -> float:
@@ -278,7 +278,7 @@ def read_bucc(folder: str | Path, pair: str) -> BuccSet:
     return BuccSet(pair, src_ids, src_texts, tgt_ids, tgt_texts, frozenset(gold))
 
 
-def f1_curve(data: BuccSet, pairs: Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def f1_curve(data: BuccSet, pairs: MinedPairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall and F1 of the top-n pairs for every n (pairs best first)."""
     correct = np.fromiter(((data.src_ids[s], data.tgt_ids[t]) in data.gold
                            for s, t in zip(pairs.src.tolist(), pairs.tgt.tolist())), dtype=bool, count=len(pairs))
@@ -290,7 +290,7 @@ def f1_curve(data: BuccSet, pairs: Pairs) -> tuple[np.ndarray, np.ndarray, np.nd
     return precision, recall, f1
 
 
-def best_f1(data: BuccSet, pairs: Pairs) -> F1Point:
+def best_f1(data: BuccSet, pairs: MinedPairs) -> F1Point:
     """The threshold (a pair's score; pairs >= it are kept) with the highest F1."""
     if not len(pairs):
         return F1Point(float("inf"), 0.0, 0.0, 0.0, 0)
@@ -301,12 +301,12 @@ def best_f1(data: BuccSet, pairs: Pairs) -> F1Point:
     return F1Point(float(pairs.score[n]), float(precision[n]), float(recall[n]), float(f1[n]), n + 1)
 
 
-def point_at(data: BuccSet, pairs: Pairs, threshold: float) -> F1Point:
+def point_at(data: BuccSet, pairs: MinedPairs, threshold: float) -> F1Point:
     """Quality of the pairs scoring at least `threshold`."""
     n = int((pairs.score >= threshold).sum())
     if n == 0:
         return F1Point(threshold, 0.0, 0.0, 0.0, 0)
-    precision, recall, f1 = f1_curve(data, Pairs(pairs.src[:n], pairs.tgt[:n], pairs.score[:n]))
+    precision, recall, f1 = f1_curve(data, MinedPairs(pairs.src[:n], pairs.tgt[:n], pairs.score[:n]))
     return F1Point(threshold, float(precision[-1]), float(recall[-1]), float(f1[-1]), n)
 
 

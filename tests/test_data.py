@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from emsearch.config import TokenizerConfig
-from emsearch.data import DataError, PairDataset, Pairs, Ragged, read_pairs
+from emsearch.data import DataError, PairDataset, ParallelPairs, Ragged, read_pairs
 from emsearch.tokenizer import Tokenizer, train_tokenizer
 
 from conftest import synthetic_pairs, write_pairs
@@ -173,7 +173,7 @@ def test_ranks_share_each_chunk_without_overlap(dataset, monkeypatch):
 
 def test_length_ratio_filter_and_duplicate_marks(tokenizer):
     long = " ".join(f"ka{i:03d}" for i in range(12))
-    pairs = Pairs(lang=["deu"] * 4, text=["aalo", "balo", "calo", "aalo"],
+    pairs = ParallelPairs(lang=["deu"] * 4, text=["aalo", "balo", "calo", "aalo"],
                   eng=[long, "ka001", "ka001", "ka002"], skipped=Counter())
     data = PairDataset(pairs, tokenizer, ["deu", "eng"], max_length_ratio=2.0)
     assert len(data) == 3 and data.skipped["length ratio"] == 1

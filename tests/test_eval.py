@@ -15,7 +15,7 @@ from conftest import synthetic_pairs
 from emsearch.encoder import Encoder
 from emsearch.evaluate import (BuccSet, best_f1, bucc, paired_accuracy, point_at, read_bucc,
                                 tatoeba_accuracy)
-from emsearch.search.mining import Pairs
+from emsearch.search.mining import MinedPairs
 
 
 def run_cli(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
@@ -61,7 +61,7 @@ def toy_set() -> BuccSet:
 
 def test_best_f1_picks_the_cut_with_highest_f1():
     # correct, correct, wrong, correct, wrong (best first)
-    pairs = Pairs(np.array([0, 1, 3, 2, 3]), np.array([0, 1, 0, 2, 3]),
+    pairs = MinedPairs(np.array([0, 1, 3, 2, 3]), np.array([0, 1, 0, 2, 3]),
                   np.array([1.3, 1.2, 1.1, 1.05, 1.0], dtype=np.float32))
     best = best_f1(toy_set(), pairs)
     # top-2: P 1, R 2/3, F1 .8; top-4: P 3/4, R 1, F1 6/7 ≈ .857 → best
@@ -73,7 +73,7 @@ def test_best_f1_picks_the_cut_with_highest_f1():
 
 def test_best_f1_never_cuts_inside_a_tie():
     # the wrong pair ties with the first correct one: a threshold keeps both or neither
-    pairs = Pairs(np.array([3, 0]), np.array([3, 0]), np.array([1.2, 1.2], dtype=np.float32))
+    pairs = MinedPairs(np.array([3, 0]), np.array([3, 0]), np.array([1.2, 1.2], dtype=np.float32))
     best = best_f1(toy_set(), pairs)
     assert best.mined == 2 and best.precision == 0.5
 

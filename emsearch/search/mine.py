@@ -37,10 +37,10 @@ from emsearch.atomic import atomic_path, write_text_atomic
 from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 from emsearch.search import mining
-from emsearch.search.mining import MARGINS, MODES, Pairs, check_choice
+from emsearch.search.mining import MARGINS, MODES, MinedPairs, check_choice
 from emsearch.progress import bar
 
-FORMATS = ("parquet", "tsv")
+OUTPUT_FORMATS = ("parquet", "tsv")
 COLUMNS = ("src_id", "tgt_id", "score", "src_text", "tgt_text")
 
 
@@ -158,7 +158,7 @@ def language_rows(index, lang: str, side: str) -> np.ndarray:
 
 
 def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, work_dir: Path | None = None,
-                 console: Console | None = None) -> tuple[Pairs, int, int]:
+                 console: Console | None = None) -> tuple[MinedPairs, int, int]:
     """Mine `cfg.src` sentences of src_index against `cfg.tgt` sentences of tgt_index (they may be one index).
 
     Returns the pairs as global rows (src rows of src_index, tgt rows of tgt_index) and both side sizes.
@@ -179,17 +179,17 @@ def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, work_dir: Path | None
         D_yx, I_yx = knn_direction("bwd", tgt_index, y_rows, src_index, cfg.src, x_rows, cfg, work_dir,
                                    progress.advance)
     pairs = mining.mine(D_xy, I_xy, D_yx, I_yx, margin=cfg.margin, mode=cfg.mode, threshold=cfg.threshold)
-    return Pairs(x_rows[pairs.src], y_rows[pairs.tgt], pairs.score), len(x_rows), len(y_rows)
+    return MinedPairs(x_rows[pairs.src], y_rows[pairs.tgt], pairs.score), len(x_rows), len(y_rows)
 
 
 def one_line(text: str) -> str:
     return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
-def write_pairs(pairs: Pairs, src_index, tgt_index, output: Path, fmt: str, *, metadata: dict | None = None,
+def write_pairs(pairs: MinedPairs, src_index, tgt_index, output: Path, fmt: str, *, metadata: dict | None = None,
                 batch: int = 50_000, console: Console | None = None) -> tuple[int, int]:
     """Write pairs (best first) with ids and texts; returns (written, duplicate text pairs dropped)."""
-    check_choice(fmt, FORMATS, "output format")
+    check_choice(fmt, OUTPUT_FORMATS, "output format")
     output = Path(output)
     schema = pa.schema([("src_id", pa.string()), ("tgt_id", pa.string()), ("score", pa.float32()),
                         ("src_text", pa.string()), ("tgt_text", pa.string())],
@@ -236,7 +236,7 @@ def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt:
     """`mine_indexes`, then `write_pairs`; chunk results are cached in OUTPUT.partial/ until the output is written."""
     t0 = time.perf_counter()
     output = Path(output)
-    check_choice(fmt, FORMATS, "output format")
+    check_choice(fmt, OUTPUT_FORMATS, "output format")
     if not output.parent.is_dir():
         raise EmsearchError(f"{output.parent}: no such directory for the output")
     cfg = cfg.checked()
@@ -269,7 +269,8 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
     if (src_index is None) != (tgt_index is None):
         raise EmsearchError("src_index and tgt_index go together; for one index holding both languages use index")
     output = Path(output)
-    fmt = check_choice(format or ("tsv" if output.suffix.lower() == ".tsv" else "parquet"), FORMATS, "output format")
+    fmt = format or ("tsv" if output.suffix.lower() == ".tsv" else "parquet")
+    check_choice(fmt, OUTPUT_FORMATS, "output format")
     cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk).checked()
     with ExitStack() as stack:
         a = stack.enter_context(Index.open(resolve_index(index or src_index), model=model))

@@ -33,7 +33,7 @@ MODES = ("max", "fwd", "bwd", "intersect")
 
 
 @dataclass(frozen=True)
-class Pairs:
+class MinedPairs:
     """Mined pairs, best first: src[i] (row of x) ↔ tgt[i] (row of y) with margin score score[i]."""
 
     src: np.ndarray  # (n,) int64
@@ -94,17 +94,17 @@ def best_candidates(S: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.where(np.isfinite(score), I[rows, j], -1).astype(np.int64), score
 
 
-def sort_pairs(src: np.ndarray, tgt: np.ndarray, score: np.ndarray, threshold: float | None) -> Pairs:
+def sort_pairs(src: np.ndarray, tgt: np.ndarray, score: np.ndarray, threshold: float | None) -> MinedPairs:
     """Drop missing candidates and pairs under the threshold; order by score, ties by (src, tgt)."""
     keep = (src >= 0) & (tgt >= 0) & np.isfinite(score)
     if threshold is not None:
         keep &= score >= threshold
     src, tgt, score = src[keep], tgt[keep], score[keep]
     order = np.lexsort((tgt, src, -score.astype(np.float64)))
-    return Pairs(src[order].astype(np.int64), tgt[order].astype(np.int64), score[order].astype(np.float32))
+    return MinedPairs(src[order].astype(np.int64), tgt[order].astype(np.int64), score[order].astype(np.float32))
 
 
-def unique_greedy(pairs: Pairs) -> Pairs:
+def unique_greedy(pairs: MinedPairs) -> MinedPairs:
     """Walk pairs best first, keeping a pair only if neither its source nor its target is already used."""
     used_src: set[int] = set()
     used_tgt: set[int] = set()
@@ -114,11 +114,11 @@ def unique_greedy(pairs: Pairs) -> Pairs:
             used_src.add(s)
             used_tgt.add(t)
             keep[i] = True
-    return Pairs(pairs.src[keep], pairs.tgt[keep], pairs.score[keep])
+    return MinedPairs(pairs.src[keep], pairs.tgt[keep], pairs.score[keep])
 
 
 def mine(D_xy: np.ndarray, I_xy: np.ndarray, D_yx: np.ndarray, I_yx: np.ndarray, *, margin: str = "ratio",
-         mode: str = "max", threshold: float | None = None) -> Pairs:
+         mode: str = "max", threshold: float | None = None) -> MinedPairs:
     """Mine pairs (row of x, row of y) from kNN results in both directions; see the module docstring."""
     check_choice(margin, MARGINS, "margin")
     check_choice(mode, MODES, "retrieval mode")
