@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from emsearch.atomic import atomic_path
 from emsearch.corpus import Corpus, Row
 from emsearch.index.manifest import Manifest, save
-from emsearch.index.shards import EMBEDDINGS_DIR, Shard, shard_is_valid, write_shard
+from emsearch.index.shards import EMBEDDINGS_DIR, Shard, save_fp16, shard_is_valid, write_shard
 from emsearch.index.store import Store
 from emsearch.progress import bar
 
@@ -52,10 +51,7 @@ def _saved_window(out: Path, shard: int, offset: int, rows: int) -> _Saved | Non
 
 
 def _save_window(out: Path, shard: int, offset: int, vectors: np.ndarray, truncated: int) -> None:
-    path = out / WINDOWS_DIR / f"{shard:05d}.{offset:07d}.{len(vectors):05d}.t{truncated}.npy"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(vectors, dtype=np.float16), allow_pickle=False)
+    save_fp16(out / WINDOWS_DIR / f"{shard:05d}.{offset:07d}.{len(vectors):05d}.t{truncated}.npy", vectors)
 
 
 def _shard_rows(rows: Iterator[Row], shard_size: int) -> Iterator[tuple[int, int, list[Row]]]:

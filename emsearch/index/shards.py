@@ -48,12 +48,17 @@ def shard_path(root: Path, index: int) -> Path:
     return root / EMBEDDINGS_DIR / f"{index:05d}.npy"
 
 
-def write_shard(root: Path, index: int, start: int, vectors: np.ndarray, truncated: int = 0) -> Shard:
-    """Save `vectors` (rows, dim) as float16 shard `index` covering rows [start, start + rows)."""
-    path = shard_path(root, index)
+def save_fp16(path: Path, vectors: np.ndarray) -> None:
+    """`vectors` as a float16 .npy at `path`, whole or absent (the folder is created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.ascontiguousarray(vectors, dtype=np.float16), allow_pickle=False)
+
+
+def write_shard(root: Path, index: int, start: int, vectors: np.ndarray, truncated: int = 0) -> Shard:
+    """Save `vectors` (rows, dim) as float16 shard `index` covering rows [start, start + rows)."""
+    path = shard_path(root, index)
+    save_fp16(path, vectors)
     return Shard(index, start, start + len(vectors), str(path.relative_to(root)), file_sha256(path), truncated)
 
 
