@@ -50,10 +50,14 @@ def store_damage(path: str | Path) -> str | None:
     except lmdb.Error as e:
         return f"{data}: not a readable LMDB file ({e})"
     try:
-        need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        return _truncation(env, data)
     finally:
         if not shared:
             env.close()
+
+
+def _truncation(env: lmdb.Environment, data: Path) -> str | None:
+    need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
     have = data.stat().st_size
     return None if have >= need else f"{data}: truncated ({have:,} bytes; its last commit needs {need:,})"
 
@@ -100,13 +104,13 @@ class Store:
             raise EmsearchError(f"{path}: no sentence store; rerun emsearch build-index")
         key = path.resolve()
         try:
-            if key not in _READERS:
-                damage = store_damage(path)
-                if damage:
-                    raise StoreDamagedError(f"{damage}; rerun emsearch build-index with the same input and options "
-                                            "to repair it")
             env, users = _READERS.get(key) or (
                 lmdb.open(str(path), readonly=True, lock=False, max_dbs=8, subdir=True, max_readers=1024), 0)
+            damage = None if users else _truncation(env, path / "data.mdb")  # checked before the first read
+            if damage:
+                env.close()
+                raise StoreDamagedError(f"{damage}; rerun emsearch build-index with the same input and options "
+                                        "to repair it")
             store = cls(env, readonly=True)
             _READERS[key] = (env, users + 1)
             return store
