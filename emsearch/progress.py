@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task,
@@ -55,24 +55,15 @@ def bar(console: Console | None, label: str, total: int) -> Iterator[_Bar | _Sil
         yield _Bar(progress, progress.add_task(label, total=total), label)
 
 
-def stage(console: Console | None, label: str):
+@contextmanager
+def stage(console: Console | None, label: str) -> Iterator[None]:
     """A spinner with the elapsed time while a stage without a row count runs (index training, calibration,
     merging), left on screen when it ends, so a long stage shows it is alive and what it cost."""
     if console is None:
-        return nullcontext()
-    progress = Progress(SpinnerColumn(finished_text="✓"), TextColumn(label), TimeElapsedColumn(), console=console)
-    return _Stage(progress)
-
-
-class _Stage:
-    def __init__(self, progress: Progress):
-        self.progress = progress
-
-    def __enter__(self) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task("", total=1)
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self.progress.update(self.task, completed=1)
-        self.progress.stop()
+        yield
+        return
+    with Progress(SpinnerColumn(finished_text="✓"), TextColumn(label), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("", total=1)
+        yield
+        progress.update(task, completed=1)

@@ -18,13 +18,11 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print the facts as one JSON object."),
 ) -> None:
     """Show what an index holds: model, dimension, rows per language, shards, index type and sizes."""
-    from emsearch.index.manifest import ManifestError, load, resolve_index
     from emsearch.index.manifest import facts as index_facts
+    from emsearch.index.manifest import load_index, resolve_index
 
     path = resolve_index(index)
-    manifest = load(path)
-    if manifest is None:
-        raise ManifestError(f"{path}: no index here (no manifest.json); build one with emsearch build-index")
+    manifest = load_index(path)
     facts = index_facts(path, manifest)
     if as_json:
         typer.echo(json.dumps(facts, ensure_ascii=False))

@@ -17,16 +17,11 @@ def verify_command(
 ) -> None:
     """Check every file of an index against its manifest: exit 0 when whole, 1 when damaged (and say how to
     repair it)."""
-    from emsearch.index.manifest import ManifestError, load, resolve_index
+    from emsearch.index.manifest import load_index, resolve_index
     from emsearch.index.verify import verify_index
 
     path = resolve_index(index)
-    manifest = load(path)
-    if manifest is None:
-        raise ManifestError(f"{path}: no index here (no manifest.json); build one with emsearch build-index")
-    if not manifest.complete:
-        raise ManifestError(f"{path} is an unfinished build; rerun emsearch build-index with the same input and "
-                            "options to finish it")
+    manifest = load_index(path, complete=True)
     verdict = verify_index(path, manifest)
     if as_json:
         typer.echo(json.dumps({"index": str(path), "whole": verdict.whole, "checked": verdict.checked,
@@ -36,8 +31,8 @@ def verify_command(
         typer.echo(f"{path}: whole ({checked} checked)")
     else:
         for problem in verdict.problems:
-            console.print(f"[bold red]damaged:[/] {problem}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]damaged:[/] {problem}", highlight=False)
         console.print(f"repair: emsearch build-index {manifest.input.path} --out {path} (the same options as the "
-                      "build; only what is damaged is redone)", highlight=False, soft_wrap=True)
+                      "build; only what is damaged is redone)", highlight=False)
     if not verdict.whole:
         raise typer.Exit(1)

@@ -171,6 +171,18 @@ def load(root: Path) -> Manifest | None:
         raise ManifestError(f"{path} is malformed ({e}); rebuild with emsearch build-index --overwrite") from None
 
 
+
+def load_index(root: Path, *, complete: bool = False) -> Manifest:
+    """The manifest of an index that must be there (and, with `complete`, finished); a ManifestError saying what
+    to run otherwise."""
+    manifest = load(root)
+    if manifest is None:
+        raise ManifestError(f"{root}: no index here (no manifest.json); build one with emsearch build-index")
+    if complete and (not manifest.complete or manifest.index is None):
+        raise ManifestError(f"{root} is an unfinished build; rerun emsearch build-index with the same input and "
+                            "options to finish it")
+    return manifest
+
 def save(root: Path, manifest: Manifest) -> None:
     write_text_atomic(Path(root) / MANIFEST, json.dumps(manifest.to_json(), indent=1, ensure_ascii=False) + "\n")
 

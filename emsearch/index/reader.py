@@ -27,7 +27,7 @@ from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 from emsearch.index.faiss_io import load_faiss
 from emsearch.index.ivf import rescore, search_faiss
-from emsearch.index.manifest import IndexRecord, Manifest, ManifestError, facts, load
+from emsearch.index.manifest import IndexRecord, Manifest, ManifestError, facts, load_index
 from emsearch.index.shards import ShardedEmbeddings
 from emsearch.index.store import Record, Store
 
@@ -81,14 +81,9 @@ class Index:
         """
         path = Path(path)
         try:
-            manifest = load(path)
+            manifest = load_index(path, complete=True)
         except ManifestError as e:
             raise IndexOpenError(str(e)) from None
-        if manifest is None:
-            raise IndexOpenError(f"{path}: no index here (no manifest.json); build one with emsearch build-index")
-        if not manifest.complete or manifest.index is None:
-            raise IndexOpenError(f"{path} is an unfinished build; rerun emsearch build-index with the same input "
-                                 "and options to finish it")
         built = manifest.model
         if encoder is None:
             recorded = built.path
