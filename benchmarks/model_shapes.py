@@ -3,6 +3,7 @@
     python benchmarks/model_shapes.py --steps 600 --out benchmarks/results/model_shapes.jsonl
     python benchmarks/model_shapes.py --variants d256-v32k,d256-v32k-margin --tokenizer 32k=/tmp/tok32k.model
     python benchmarks/model_shapes.py --variants ablation-both,ablation-contrastive,ablation-xtr --steps 600
+    python benchmarks/model_shapes.py --variants ablation-both,teacher-both --teacher-cache runs/teacher
 
 The pairs are read once and tokenized once per tokenizer (`shipped` is the default model's 64k vocabulary; other
 vocabularies are named with --tokenizer NAME=PATH, e.g. the earlier 32k one: `git show
@@ -29,6 +30,7 @@ from emsearch.data import PairDataset, read_pairs
 from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
 from emsearch.evaluate import retrieval_accuracy
 from emsearch.model import EMSEncoder, EMSHeads
+from emsearch.teacher import TeacherVectors
 from emsearch.tokenizer import Tokenizer
 from emsearch.train import Run, Trainee, make_optimizers, step
 
@@ -50,13 +52,19 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "ablation-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "shipped"),
     "ablation-contrastive": ({}, SHIPPED, "shipped"),
     "ablation-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0}, "shipped"),
+    # The teacher stage (needs --teacher-cache): distillation next to both EMS objectives, or next to XTR alone.
+    "teacher-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 1.0}, "shipped"),
+    "teacher-both-0.3": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 0.3}, "shipped"),
+    "teacher-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0,
+                         "distill_weight": 1.0}, "shipped"),
 }
 
 
 def train_variant(data: PairDataset, tokenizer: Tokenizer, shape: dict, overrides: dict, *, steps: int,
                   cpu_seconds: float, threads: int) -> tuple[Run, float, float]:
     """Train one variant from scratch until `steps` steps or `cpu_seconds` of process CPU time, whichever is set."""
-    model = replace(PRESETS["cpu-bag"], **shape, vocab_size=tokenizer.vocab_size, n_langs=len(data.languages))
+    model = replace(PRESETS["cpu-bag"], **shape, vocab_size=tokenizer.vocab_size, n_langs=len(data.languages),
+                    teacher_dim=data.teacher.dim if data.teacher else 0)
     cfg = TrainConfig(model=model, steps=steps or 10**9, threads=threads, **{**BASE, **overrides})
     torch.manual_seed(cfg.seed)
     trainee = Trainee(EMSEncoder(model), EMSHeads(model), data.languages.index("eng"))
@@ -92,6 +100,8 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=5.0, help="CPU minutes per variant (process time), with --steps 0.")
     ap.add_argument("--tokenizer", action="append", default=[], metavar="NAME=PATH",
                     help="Another SentencePiece model for the variants that name it (e.g. 32k=/tmp/tok32k.model).")
+    ap.add_argument("--teacher-cache", type=Path, default=None,
+                    help="Teacher vectors (`emsearch cache-teacher`) for the teacher-* variants.")
     ap.add_argument("--threads", type=int, default=2, help="Torch CPU threads.")
     ap.add_argument("--out", type=Path, default=None, help="Append one JSON line per variant to this file.")
     args = ap.parse_args()
@@ -104,6 +114,8 @@ def main() -> int:
     missing = sorted({VARIANTS[n][2] for n in names} - set(tokenizers))
     if missing:
         ap.error(f"no tokenizer named {', '.join(missing)}: pass --tokenizer NAME=PATH")
+    if any(VARIANTS[n][1].get("distill_weight") for n in names) and not args.teacher_cache:
+        ap.error("the teacher-* variants need --teacher-cache FOLDER (made by `emsearch cache-teacher`)")
     parallel = sorted((args.data / "parallel").glob("*.parquet"))
     flores = args.data / "dev" / "retrieval" / "flores_dev.parquet"
     if not parallel or not flores.is_file():
@@ -112,13 +124,15 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     pairs = read_pairs(parallel)
     languages = sorted(set(pairs.lang) | {"eng"})
+    teacher = TeacherVectors.load(args.teacher_cache) if args.teacher_cache else None
     datasets: dict[str, tuple[PairDataset, Tokenizer]] = {}
     rows = []
     for name in names:
         shape, overrides, tok_name = VARIANTS[name]
         if tok_name not in datasets:
             tokenizer = Tokenizer(tokenizers[tok_name], PRESETS["cpu-bag"].max_len)
-            datasets[tok_name] = PairDataset(pairs, tokenizer, languages, TrainConfig.max_length_ratio), tokenizer
+            datasets[tok_name] = PairDataset(pairs, tokenizer, languages, TrainConfig.max_length_ratio,
+                                             teacher), tokenizer
         run, cpu, wall = train_variant(*datasets[tok_name], shape, overrides, steps=args.steps,
                                        cpu_seconds=args.minutes * 60, threads=args.threads)
         row = {"variant": name, "cpu_minutes": round(cpu / 60, 2), "wall_minutes": round(wall / 60, 2),

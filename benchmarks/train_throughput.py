@@ -108,8 +108,7 @@ def bench_preset(name: str, args: argparse.Namespace, steps: int) -> dict:
         src, tgt, lang, dup = (torch.from_numpy(a) for a in (batch.src, batch.tgt, batch.src_lang, batch.duplicates))
         start = time.perf_counter()
         # The body of emsearch.train's loop.
-        losses = trainee(src, tgt, lang, dup, temperature=train_cfg.temperature, xtr_weight=train_cfg.xtr_weight,
-                         contrastive_weight=train_cfg.contrastive_weight)
+        losses = trainee(src, tgt, lang, dup, None, None, cfg=train_cfg)
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         losses["loss"].backward()

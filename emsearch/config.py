@@ -39,6 +39,7 @@ class ModelConfig:
     lang_dim: int = 128  # XTR target-language embedding
     proj_dim: int = 128  # contrastive projection head; 0 = the contrastive loss acts on the sentence vector itself
     n_langs: int = 1  # size of the XTR language table (set from the training data)
+    teacher_dim: int = 0  # width of the distillation head's output (set from the teacher cache; 0 = none)
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -113,6 +114,8 @@ class TrainConfig:
     eval_max_langs: int = 24
     threads: int = 0  # torch CPU threads; 0 = torch's default
     init_from: str | None = None  # a model bundle whose token embeddings (and token weights) start this run
+    teacher_cache: str | None = None  # folder of cached teacher vectors (`emsearch cache-teacher`), outside git
+    distill_weight: float = 0.0  # > 0 (with teacher_cache): pull both sides towards the teacher's English vector
 
 
 def to_json(obj: Any) -> str:

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,9 @@ import pyarrow.parquet as pq
 from emsearch.errors import EmsearchError
 from emsearch.languages import UnknownLanguageError, normalize_lang
 from emsearch.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from emsearch.teacher import TeacherVectors
 
 REQUIRED_COLUMNS = ("lang", "text", "eng")
 _INVALID = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -136,6 +140,8 @@ class Batch:
     tgt: np.ndarray  # (B, T') token ids of the English side
     src_lang: np.ndarray  # (B,) index into the language table
     duplicates: np.ndarray  # (B, B) bool: rows sharing a side (not negatives of each other)
+    teacher: np.ndarray | None = None  # (B, D) float32: the teacher's vector of the English side (0 if uncached)
+    has_teacher: np.ndarray | None = None  # (B,) bool: which rows have one
 
 
 class PairDataset:
@@ -143,7 +149,8 @@ class PairDataset:
 
     CHUNK_PAIRS = 50_000
 
-    def __init__(self, pairs: ParallelPairs, tokenizer: Tokenizer, languages: Sequence[str], max_length_ratio: float):
+    def __init__(self, pairs: ParallelPairs, tokenizer: Tokenizer, languages: Sequence[str], max_length_ratio: float,
+                 teacher: TeacherVectors | None = None):
         self.languages = list(languages)
         index = {lang: i for i, lang in enumerate(self.languages)}
         src = tokenizer.encode(pairs.text)
@@ -158,6 +165,8 @@ class PairDataset:
         self.lang = np.array([index[pairs.lang[i]] for i in keep], dtype=np.int64)
         self.src_hash = _hash([pairs.text[i] for i in keep])
         self.tgt_hash = _hash([pairs.eng[i] for i in keep])
+        self.teacher = teacher
+        self.teacher_row = teacher.lookup([pairs.eng[i] for i in keep]) if teacher else None
         self.width = np.maximum(self.src.lengths, self.tgt.lengths)
         self.rows_by_lang = [np.flatnonzero(self.lang == i) for i in range(len(self.languages))]
         self.counts = Counter({self.languages[i]: len(r) for i, r in enumerate(self.rows_by_lang) if len(r)})
@@ -219,4 +228,10 @@ class PairDataset:
         dup = (self.tgt_hash[rows, None] == self.tgt_hash[None, rows]) | (
             self.src_hash[rows, None] == self.src_hash[None, rows]
         )
-        return Batch(self.src.batch(rows), self.tgt.batch(rows), self.lang[rows], dup)
+        batch = Batch(self.src.batch(rows), self.tgt.batch(rows), self.lang[rows], dup)
+        if self.teacher is not None:
+            found = self.teacher_row[rows]
+            batch.has_teacher = found >= 0
+            batch.teacher = np.zeros((len(rows), self.teacher.dim), dtype=np.float32)
+            batch.teacher[batch.has_teacher] = self.teacher.vectors[found[batch.has_teacher]]
+        return batch

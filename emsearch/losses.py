@@ -9,6 +9,10 @@ pieces: each target is still scored against thousands of competing pieces, at a 
 Contrastive: in-batch InfoNCE over translation pairs, symmetric, on cosine similarity / temperature, with an
 optional additive margin on the true pair (Yang et al., IJCAI 2019): the pair must beat every negative by the
 margin, which separates near-duplicates that a plain softmax is already content with.
+
+Distillation (optional, not an EMS objective): the cosine distance between the student's mapped vector and
+a teacher's vector of the same meaning (Reimers & Gurevych 2020, with cosine in place of MSE: both vectors are
+compared by direction only at search time).
 """
 
 from __future__ import annotations
@@ -60,3 +64,11 @@ def contrastive_loss(
         sim = sim.masked_fill(off_diagonal, float("-inf"))
     labels = torch.arange(len(sim), device=sim.device)
     return (F.cross_entropy(sim, labels) + F.cross_entropy(sim.T, labels)) / 2
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, has_teacher: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - cos(student[i], teacher[i]) over the rows that have a teacher vector; student (B, D) through
+    the distillation head, teacher (B, D), has_teacher (B,) bool. Rows without one count 0 but stay in the graph
+    (a data-parallel step needs every parameter used on every rank)."""
+    distance = 1 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)  # (B,)
+    return (distance * has_teacher).sum() / has_teacher.sum().clamp(min=1)

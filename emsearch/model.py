@@ -113,6 +113,8 @@ class EMSHeads(nn.Module):
     XTR: [u; lang_emb(target)] → Linear → GELU → LayerNorm → logits over a set of vocabulary pieces (the output
     table is an embedding, so scoring only the pieces a batch needs costs only those rows).
     Contrastive: u → Linear → ReLU → Linear → (B, proj_dim), compared by cosine; with proj_dim 0, u itself.
+    Distillation (teacher_dim > 0): u → Linear → (B, teacher_dim), compared with the teacher's vector; a linear
+    map, so the student keeps its own width and the teacher's geometry is asked of u up to a rotation and scale.
     """
 
     def __init__(self, cfg: ModelConfig, sparse: bool = True):
@@ -123,6 +125,7 @@ class EMSHeads(nn.Module):
         self.vocab_bias = nn.Embedding(cfg.vocab_size, 1, sparse=sparse)
         self.proj = (nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.ReLU(), nn.Linear(cfg.dim, cfg.proj_dim))
                      if cfg.proj_dim else nn.Identity())
+        self.distill = nn.Linear(cfg.dim, cfg.teacher_dim) if cfg.teacher_dim else None
         self.apply(_init_weights)
         nn.init.zeros_(self.vocab_bias.weight)
 

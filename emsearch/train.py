@@ -4,7 +4,8 @@
     emsearch train --data pairs.parquet --preset tiny --steps 200 --out runs/try
     torchrun --nproc-per-node 8 -m emsearch.cli train training/gpu.json
 
-Each step: encode both sides, then loss = xtr_weight · XTR(both directions) + contrastive_weight · InfoNCE.
+Each step: encode both sides, then loss = xtr_weight · XTR(both directions) + contrastive_weight · InfoNCE
+(+ distill_weight · distance to a cached teacher vector of the English side, an optional stage: teacher.py).
 The run directory holds train_config.json, tokenizer.model, checkpoint/ (model, heads, optimisers; atomic),
 log.jsonl (metrics) and model/ (the encoder bundle, refreshed at every checkpoint). `--resume` continues the
 same run exactly: same batches (see data.py), same LR schedule, same dropout masks (seeded per step).
@@ -35,8 +36,9 @@ from emsearch.config import ConfigError, ModelConfig, TrainConfig, load_json, re
 from emsearch.data import Batch, PairDataset, read_pairs
 from emsearch.encoder import Encoder
 from emsearch.evaluate import retrieval_accuracy
-from emsearch.losses import batch_vocabulary, contrastive_loss, xtr_loss
+from emsearch.losses import batch_vocabulary, contrastive_loss, distill_loss, xtr_loss
 from emsearch.model import EMSEncoder, EMSHeads
+from emsearch.teacher import TeacherVectors
 from emsearch.tokenizer import Tokenizer, train_tokenizer
 
 
@@ -47,28 +49,32 @@ class Trainee(nn.Module):
         super().__init__()
         self.encoder, self.heads, self.eng_index = encoder, heads, eng_index
 
-    def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_lang: torch.Tensor, duplicates: torch.Tensor, *,
-                temperature: float, xtr_weight: float, contrastive_weight: float,
-                xtr_pairs: int = 0, margin: float = 0.0) -> dict[str, torch.Tensor]:
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_lang: torch.Tensor, duplicates: torch.Tensor,
+                teacher: torch.Tensor | None, has_teacher: torch.Tensor | None, *,
+                cfg: TrainConfig) -> dict[str, torch.Tensor]:
         B = src.shape[0]
         width = max(src.shape[1], tgt.shape[1])
         both = torch.cat([nn.functional.pad(src, (0, width - src.shape[1])),
                           nn.functional.pad(tgt, (0, width - tgt.shape[1]))])  # (2B, T)
         u = self.encoder(both)  # (2B, C)
         zero = u.new_zeros(())
-        xtr = zero
-        if xtr_weight:
-            n = min(B, xtr_pairs) if xtr_pairs else B
+        xtr = con = distill = zero
+        if cfg.xtr_weight:
+            n = min(B, cfg.xtr_pairs) if cfg.xtr_pairs else B
             s, t = src[:n], tgt[:n]
             pieces = batch_vocabulary(s, t)  # (P,): one softmax over the pieces of both sides
             eng = torch.full_like(src_lang[:n], self.eng_index)
             xtr = (xtr_loss(self.heads.xtr_logits(u[:n], eng, pieces), t, pieces) +
                    xtr_loss(self.heads.xtr_logits(u[B:B + n], src_lang[:n], pieces), s, pieces)) / 2
-        con = zero
-        if contrastive_weight:
+        if cfg.contrastive_weight:
             z = self.heads.project(u)
-            con = contrastive_loss(z[:B], z[B:], temperature, duplicates, margin)
-        return {"loss": xtr_weight * xtr + contrastive_weight * con, "xtr": xtr, "contrastive": con}
+            con = contrastive_loss(z[:B], z[B:], cfg.temperature, duplicates, cfg.margin)
+        if cfg.distill_weight:
+            mapped = self.heads.distill(u)  # (2B, D): both sides towards the teacher's English vector
+            distill = (distill_loss(mapped[:B], teacher, has_teacher) +
+                       distill_loss(mapped[B:], teacher, has_teacher)) / 2
+        loss = cfg.xtr_weight * xtr + cfg.contrastive_weight * con + cfg.distill_weight * distill
+        return {"loss": loss, "xtr": xtr, "contrastive": con, "distill": distill}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -142,6 +148,8 @@ def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     if cfg.batch_langs and not 0 < cfg.batch_langs <= cfg.batch_pairs:
         raise ConfigError(f"batch_langs {cfg.batch_langs} needs batch_pairs of at least as many pairs "
                           f"(got {cfg.batch_pairs}); 0 mixes languages freely")
+    if cfg.distill_weight < 0 or (cfg.distill_weight and not cfg.teacher_cache):
+        raise ConfigError("distill_weight must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher`)")
     if not 0 <= cfg.margin < 2:
         raise ConfigError(f"margin is taken off a cosine, so it must be in [0, 2), got {cfg.margin}")
     if cfg.init_from and not (Path(cfg.init_from) / "model.safetensors").is_file():
@@ -199,13 +207,18 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
         + (f"; skipped {dict(pairs.skipped)}" if pairs.skipped else "") + f" ({time.time() - t0:.0f}s)")
     tokenizer = _tokenizer(cfg, model_cfg, pairs, out, rank, world, say)
     languages = sorted(set(pairs.lang) | {"eng"})
-    model_cfg = replace(model_cfg, vocab_size=tokenizer.vocab_size, n_langs=len(languages))
+    teacher = TeacherVectors.load(cfg.teacher_cache) if cfg.distill_weight else None
+    model_cfg = replace(model_cfg, vocab_size=tokenizer.vocab_size, n_langs=len(languages),
+                        teacher_dim=teacher.dim if teacher else 0)
     cfg = replace(cfg, model=model_cfg)
     if rank == 0 and not resume:
         write_text_atomic(out / "train_config.json", to_json(cfg) + "\n")
-    data = PairDataset(pairs, tokenizer, languages, cfg.max_length_ratio)
+    data = PairDataset(pairs, tokenizer, languages, cfg.max_length_ratio, teacher)
     del pairs
     say(f"{len(data):,} pairs tokenized; skipped {dict(data.skipped)} ({time.time() - t0:.0f}s)")
+    if teacher:
+        say(f"teacher vectors for {(data.teacher_row >= 0).mean():.0%} of the pairs ({len(teacher.keys):,} "
+            f"English sentences in {cfg.teacher_cache})")
 
     torch.manual_seed(cfg.seed)
     sparse = world == 1  # DDP all-reduces dense gradients only
@@ -232,12 +245,12 @@ def step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
     for opt in run.opts:
         for group in opt.param_groups:
             group["lr"] = lr_at(n, cfg)
-    tensors = tuple(torch.from_numpy(a).to(run.device, non_blocking=True)
-                    for a in (batch.src, batch.tgt, batch.src_lang, batch.duplicates))
+    tensors = tuple(None if a is None else torch.from_numpy(a).to(run.device, non_blocking=True)
+                    for a in (batch.src, batch.tgt, batch.src_lang, batch.duplicates, batch.teacher,
+                              batch.has_teacher))
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if run.device.type == "cuda" else nullcontext()
     with amp:
-        losses = run.model(*tensors, temperature=cfg.temperature, xtr_weight=cfg.xtr_weight,
-                           contrastive_weight=cfg.contrastive_weight, xtr_pairs=cfg.xtr_pairs, margin=cfg.margin)
+        losses = run.model(*tensors, cfg=cfg)
     for opt in run.opts:
         opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
@@ -341,7 +354,8 @@ class _Meter:
             if self.bar:
                 self.bar.update(self.bar.task_ids[0], completed=state["step"],
                                 info=f"loss {record['loss']:.3f} xtr {record['xtr']:.2f} "
-                                     f"con {record['contrastive']:.3f} {rate:.0f} pairs/s")
+                                     f"con {record['contrastive']:.3f} distill {record['distill']:.3f} "
+                                     f"{rate:.0f} pairs/s")
 
     def close(self) -> None:
         if self.bar:
