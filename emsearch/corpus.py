@@ -81,8 +81,6 @@ class Corpus:
             raise CorpusError(f"{self.path}: the file is empty")
         self.format = corpus_format(self.path)
         self.fixed_lang = self._language(spec.lang, "--lang") if spec.lang is not None else None
-        if self.format == "text" and self.fixed_lang is None:
-            raise CorpusError(f"{self.path} is plain text (one sentence per line): give its language with --lang")
         self.skipped = 0
         self.id_column = spec.id_column
 
@@ -94,16 +92,36 @@ class Corpus:
         return kept
 
     def rows(self) -> Iterator[Row]:
+        """The rows to index, in input order: empty texts are skipped (and counted), every row has a language."""
+        if self.format == "text" and self.fixed_lang is None:
+            raise CorpusError(f"{self.path} is plain text (one sentence per line): give its language with --lang")
         self.skipped = 0
-        reader = {"parquet": self._parquet, "jsonl": self._jsonl, "tsv": self._tsv, "text": self._text}
-        yield from reader[self.format]()
+        for position, record, where in self._records(with_langs=True):
+            row = self._row(position, record, where)
+            if row is not None:
+                yield row
 
-    # A record (dict of column → value, `where` naming it for errors) becomes a Row, or None when its text is empty.
+    def texts(self) -> Iterator[str]:
+        """Every record's text in input order, an empty one as "" (for `embed`, whose row i is record i); no
+        language or id is needed."""
+        for _, record, where in self._records(with_langs=False):
+            yield self._text(record, where) or ""
+
+    def _records(self, with_langs: bool) -> Iterator[tuple[int, dict[str, Any], str]]:
+        """(0-based position, column → value, `where` naming the record in errors) for every record."""
+        reader = {"parquet": self._parquet, "jsonl": self._jsonl, "tsv": self._tsv, "text": self._lines_as_records}
+        yield from reader[self.format](with_langs)
+
+    def _text(self, record: dict[str, Any], where: str) -> str | None:
+        text = record.get(self.spec.text_column)
+        if text is not None and not isinstance(text, str):
+            raise CorpusError(f"{where}: {self.spec.text_column!r} is a {type(text).__name__}, not a string")
+        return text
+
+    # A record becomes a Row, or None when its text is empty.
     def _row(self, position: int, record: dict[str, Any], where: str) -> Row | None:
         spec = self.spec
-        text = record.get(spec.text_column)
-        if text is not None and not isinstance(text, str):
-            raise CorpusError(f"{where}: {spec.text_column!r} is a {type(text).__name__}, not a string")
+        text = self._text(record, where)
         if text is None or not text.strip():
             self.skipped += 1
             return None
@@ -128,7 +146,7 @@ class Corpus:
         except UnknownLanguageError as e:
             raise CorpusError(f"{where}: {e}") from None
 
-    def _check_columns(self, names: list[str], where: str) -> None:
+    def _check_columns(self, names: list[str], where: str, with_langs: bool) -> None:
         spec = self.spec
         wanted = [spec.text_column] + ([spec.id_column] if spec.id_column else [])
         for col, flag in zip(wanted, ("--text-column", "--id-column")):
@@ -137,16 +155,16 @@ class Corpus:
                                   f"name the right one with {flag}")
         if spec.id_column is None and DEFAULT_ID_COLUMN in names:
             self.id_column = DEFAULT_ID_COLUMN
-        if self.fixed_lang is None and spec.lang_column not in names:
+        if with_langs and self.fixed_lang is None and spec.lang_column not in names:
             raise CorpusError(f"{where}: no language column {spec.lang_column!r} (columns: {', '.join(names)}); "
                               "name it with --lang-column or give every row's language with --lang")
 
-    def _parquet(self) -> Iterator[Row]:
+    def _parquet(self, with_langs: bool) -> Iterator[tuple[int, dict[str, Any], str]]:
         try:
             f = pq.ParquetFile(self.path)
         except (pa.ArrowException, OSError) as e:
             raise CorpusError(f"{self.path}: not a readable parquet file ({e})") from None
-        self._check_columns(f.schema_arrow.names, str(self.path))
+        self._check_columns(f.schema_arrow.names, str(self.path), with_langs)
         text_type = f.schema_arrow.field(self.spec.text_column).type
         if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
             raise CorpusError(f"{self.path}: column {self.spec.text_column!r} holds {text_type}, not text")
@@ -154,10 +172,8 @@ class Corpus:
         try:
             for batch in f.iter_batches(batch_size=8192):
                 for record in batch.to_pylist():
-                    row = self._row(position, record, f"{self.path} row {position}")
+                    yield position, record, f"{self.path} row {position}"
                     position += 1
-                    if row is not None:
-                        yield row
         except pa.ArrowException as e:
             raise CorpusError(f"{self.path} near row {position}: unreadable ({e})") from None
 
@@ -171,7 +187,7 @@ class Corpus:
                     raise CorpusError(f"{self.path}:{lineno}: not valid UTF-8 (byte {e.start}); "
                                       "re-encode the file as UTF-8") from None
 
-    def _jsonl(self) -> Iterator[Row]:
+    def _jsonl(self, with_langs: bool) -> Iterator[tuple[int, dict[str, Any], str]]:
         position = 0
         for lineno, line in self._lines():
             if not line.strip():
@@ -184,19 +200,17 @@ class Corpus:
             if not isinstance(record, dict):
                 raise CorpusError(f"{where}: a JSON {type(record).__name__}, not an object")
             if position == 0:
-                self._check_columns(list(record), where)
-            row = self._row(position, record, where)
+                self._check_columns(list(record), where, with_langs)
+            yield position, record, where
             position += 1
-            if row is not None:
-                yield row
 
-    def _tsv(self) -> Iterator[Row]:
+    def _tsv(self, with_langs: bool) -> Iterator[tuple[int, dict[str, Any], str]]:
         lines = self._lines()
         header = next(lines, None)
         if header is None:
             raise CorpusError(f"{self.path}: the file is empty")
         names = header[1].split("\t")
-        self._check_columns(names, f"{self.path}:1 (header)")
+        self._check_columns(names, f"{self.path}:1 (header)", with_langs)
         position = 0
         for lineno, line in lines:
             if not line.strip():
@@ -205,13 +219,9 @@ class Corpus:
             if len(fields) != len(names):
                 raise CorpusError(f"{self.path}:{lineno}: {len(fields)} tab-separated fields, the header has "
                                   f"{len(names)}; tabs inside text are not allowed in TSV")
-            row = self._row(position, dict(zip(names, fields)), f"{self.path}:{lineno}")
+            yield position, dict(zip(names, fields)), f"{self.path}:{lineno}"
             position += 1
-            if row is not None:
-                yield row
 
-    def _text(self) -> Iterator[Row]:
+    def _lines_as_records(self, with_langs: bool) -> Iterator[tuple[int, dict[str, Any], str]]:
         for lineno, line in self._lines():
-            row = self._row(lineno - 1, {self.spec.text_column: line}, f"{self.path}:{lineno}")
-            if row is not None:
-                yield row
+            yield lineno - 1, {self.spec.text_column: line}, f"{self.path}:{lineno}"

@@ -10,7 +10,6 @@ Loading never unpickles. The package ships its default bundle in `emsearch/model
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Iterator, Sequence
@@ -24,7 +23,7 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 
-from emsearch.atomic import swap_dir
+from emsearch.atomic import file_sha256, swap_dir
 from emsearch.errors import EmsearchError
 from emsearch.config import ModelConfig, from_dict
 from emsearch.model import EMSEncoder
@@ -32,6 +31,7 @@ from emsearch.progress import bar
 from emsearch.tokenizer import Tokenizer
 
 BUNDLE_FORMAT = "emsearch-ems-1"
+ENCODE_BATCH_TOKENS = 16384  # padded tokens per encoding batch (16 MB of token vectors at width 256)
 DEFAULT_MODEL_DIR = Path(str(resources.files("emsearch").joinpath("models/default")))
 
 
@@ -41,11 +41,7 @@ class ModelLoadError(EmsearchError):
 
 def weights_id(path: Path) -> str:
     """Model identity: the first 16 hex digits of the SHA-256 of the weights file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def length_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[np.ndarray]:
@@ -141,7 +137,8 @@ class Encoder:
         return path
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], batch_tokens: int = 16384, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_tokens: int = ENCODE_BATCH_TOKENS,
+               progress: bool = False) -> np.ndarray:
         """Sentence vectors (len(texts), dim), float32, unit length; row i is texts[i]."""
         if isinstance(texts, str):
             raise TypeError("encode takes a list of sentences; wrap a single sentence in a list")

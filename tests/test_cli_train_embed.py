@@ -3,6 +3,7 @@ starts with `error:` and a non-zero exit, never a traceback; `embed` writes row 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -113,13 +114,22 @@ def test_embed_writes_row_i_for_line_i(cli, tiny_model, tmp_path):
 
 def test_embed_reads_a_parquet_column(cli, tiny_model, tmp_path):
     texts = synthetic_pairs(10, seed=4)[0]
+    texts[3] = None  # a null text keeps its row, like an empty line
     pq.write_table(pa.table({"id": list(range(10)), "sentence": texts}), tmp_path / "in.parquet")
     assert_one_line_error(cli("embed", tmp_path / "in.parquet", "-o", tmp_path / "o.npy", "--model", tiny_model),
-                          "name the text column with --column")
-    assert_one_line_error(cli("embed", tmp_path / "in.parquet", "-o", tmp_path / "o.npy", "--model", tiny_model,
-                              "--column", "text"), "no column 'text' (columns: id, sentence)")
+                          "no column 'text' (columns: id, sentence); name the right one with --text-column")
     code, _, err = cli("embed", tmp_path / "in.parquet", "-o", tmp_path / "o.npy", "--model", tiny_model,
-                       "--column", "sentence")
+                       "--text-column", "sentence")
+    assert code == 0, err
+    expected = Encoder.load(tiny_model).encode([t or "" for t in texts])
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, atol=1e-6)
+
+
+def test_embed_reads_jsonl_through_the_corpus_reader(cli, tiny_model, tmp_path):
+    texts = synthetic_pairs(5, seed=5)[0]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps({"text": t, "lang": "xx-not-checked"}) for t in texts) + "\n")
+    code, _, err = cli("embed", src, "-o", tmp_path / "o.npy", "--model", tiny_model)
     assert code == 0, err
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), Encoder.load(tiny_model).encode(texts), atol=1e-6)
 
@@ -127,7 +137,7 @@ def test_embed_reads_a_parquet_column(cli, tiny_model, tmp_path):
 @pytest.mark.parametrize(
     "content, extra, fragment",
     [
-        (b"fine\ngr\xfc\xdf\n", (), "in.txt:2: not valid UTF-8; re-encode the file as UTF-8"),
+        (b"fine\ngr\xfc\xdf\n", (), "in.txt:2: not valid UTF-8 (byte 2); re-encode the file as UTF-8"),
         (b"", (), "the file is empty"),
         (b"hallo\n", ("--lang", "xx"), "unknown language code 'xx'"),
         (b"hallo\n", ("--lang", "[/x]"), "unknown language code '[/x]'"),  # printed as text, not markup
@@ -147,11 +157,11 @@ def test_embed_rejects_missing_input_and_non_models(cli, tiny_model, tmp_path):
     assert_one_line_error(cli("embed", src, "-o", tmp_path / "o.npy", "--model", tmp_path),
                           "is not an emsearch model: missing config.json")
     assert_one_line_error(cli("embed", tmp_path, "-o", tmp_path / "o.npy", "--model", tiny_model),
-                          "is a directory: give a text or parquet file")
+                          "is a directory: give a text, parquet, JSONL or TSV file")
     assert_one_line_error(cli("embed", src, "-o", tmp_path / "absent" / "o.npy", "--model", tiny_model),
                           "absent: no such directory for the output")
     garbage = tsv(tmp_path / "g.parquet", b"not parquet at all")
-    assert_one_line_error(cli("embed", garbage, "-o", tmp_path / "o.npy", "--column", "text", "--model", tiny_model),
+    assert_one_line_error(cli("embed", garbage, "-o", tmp_path / "o.npy", "--model", tiny_model),
                           "g.parquet: not a readable parquet file")
 
 

@@ -90,7 +90,8 @@ def test_bad_tsv_and_text(tmp_path):
     txt = tmp_path / "c.txt"
     txt.write_text("hello\n", encoding="utf-8")
     with pytest.raises(CorpusError, match="give its language with --lang"):
-        Corpus(CorpusSpec(txt))
+        Corpus(CorpusSpec(txt)).scan()
+    assert list(Corpus(CorpusSpec(txt)).texts()) == ["hello"]  # texts alone need no language
     txt.write_bytes(b"fine\nbad \xff line\n")
     with pytest.raises(CorpusError, match=r"c.txt:2: not valid UTF-8"):
         Corpus(CorpusSpec(txt, lang="en")).scan()

@@ -8,6 +8,9 @@ from typing import Optional
 import typer
 
 from emsearch.cli.app import app, console
+from emsearch.errors import EmsearchError
+from emsearch.index.build import BuildConfig, build_index, default_out
+from emsearch.index.choice import format_bytes, parse_bytes
 
 
 @app.command("build-index")
@@ -16,25 +19,21 @@ def build_index_command(
     name: Optional[str] = typer.Option(None, help="Index name: writes indexes/NAME (default: the input's file stem)."),
     out: Optional[Path] = typer.Option(None, help="Output directory, instead of indexes/NAME."),
     model: Optional[Path] = typer.Option(None, help="Model bundle directory; default: the model shipped with emsearch."),
-    text_column: str = typer.Option("text", help="Column (key) holding the sentence."),
-    lang_column: str = typer.Option("lang", help="Column (key) holding each row's language (ISO 639-1/3 or FLORES)."),
+    text_column: str = typer.Option(BuildConfig.text_column, help="Column (key) holding the sentence."),
+    lang_column: str = typer.Option(BuildConfig.lang_column, help="Column (key) holding each row's language (ISO 639-1/3 or FLORES)."),
     id_column: Optional[str] = typer.Option(None, help="Column (key) of unique row ids; default: `id` where the input has it, else the row's position."),
     lang: Optional[str] = typer.Option(None, help="Language of every row (required for plain text; overrides --lang-column)."),
     index_factory: Optional[str] = typer.Option(None, help="FAISS factory string, e.g. 'OPQ64,IVF4096,PQ64'; default: chosen by corpus size and memory."),
-    max_index_memory: str = typer.Option("4G", help="Memory budget of the index at query time and of its training sample, e.g. 512M, 4G."),
-    shard_size: int = typer.Option(50_000, help="Rows per embedding shard (a killed build resumes from its last encoded window of 4,096 rows)."),
-    workers: int = typer.Option(1, help="Encoding processes (Ray actors with --ray; 0 = one per cluster GPU/CPU)."),
+    max_index_memory: str = typer.Option(format_bytes(BuildConfig.max_index_memory), help="Memory budget of the index at query time and of its training sample, e.g. 512M, 4G."),
+    shard_size: int = typer.Option(BuildConfig.shard_size, help="Rows per embedding shard (a killed build resumes from its last encoded window of 4,096 rows)."),
+    workers: int = typer.Option(BuildConfig.workers, help="Encoding processes (Ray actors with --ray; 0 = one per cluster GPU/CPU)."),
     ray: bool = typer.Option(False, "--ray", help="Encode and populate on Ray (a local instance, or RAY_ADDRESS / --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join, e.g. 'auto' or 'ray://head:10001' (implies --ray)."),
     merge: bool = typer.Option(False, "--merge", help="Merge the IVF groups into one on-disk index, memory-mapped at query time."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an index of another input or model in the output directory."),
-    batch_tokens: int = typer.Option(16384, help="Tokens per encoding batch (padding included)."),
+    batch_tokens: int = typer.Option(BuildConfig.batch_tokens, help="Tokens per encoding batch (padding included)."),
 ) -> None:
     """Build (or resume) a searchable index: sentence store, fp16 embedding shards, FAISS index."""
-    from emsearch.errors import EmsearchError
-    from emsearch.index.build import BuildConfig, build_index, default_out
-    from emsearch.index.choice import parse_bytes
-
     if name is not None and out is not None:
         raise EmsearchError("give --name or --out, not both")
     target = out if out is not None else default_out(input, name)

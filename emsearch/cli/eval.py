@@ -13,6 +13,7 @@ from rich.table import Table
 
 from emsearch.errors import EmsearchError
 from emsearch.cli.app import app
+from emsearch.search.mine import MineConfig
 
 eval_app = typer.Typer(help="Evaluate a model: retrieval accuracy (xSIM) and BUCC-style mining F1.",
                        no_args_is_help=True)
@@ -72,9 +73,9 @@ def bucc_command(
                                             "PAIR.gold.tsv (src_id<TAB>tgt_id)."),
     pair: str = typer.Option(..., help="Language pair as SRC-TGT, e.g. de-en (names the files)."),
     model: Optional[Path] = typer.Option(None, help="Model bundle directory; default: the shipped model."),
-    k: int = typer.Option(4, help="Neighbours for the margin."),
-    margin: str = typer.Option("ratio", help="Margin: ratio, distance or absolute."),
-    mode: str = typer.Option("max", help="Retrieval mode: max, fwd, bwd or intersect."),
+    k: int = typer.Option(MineConfig.k, help="Neighbours for the margin."),
+    margin: str = typer.Option(MineConfig.margin, help="Margin: ratio, distance or absolute."),
+    mode: str = typer.Option(MineConfig.mode, help="Retrieval mode: max, fwd, bwd or intersect."),
     threshold: Optional[float] = typer.Option(None, help="Also report the scores at this threshold."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line instead of a table."),
 ) -> None:

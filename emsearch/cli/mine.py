@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from emsearch.cli.app import app, console
+from emsearch.search.mine import MineConfig, mine
 
 
 @app.command("mine")
@@ -23,11 +24,11 @@ def mine_command(
                                                                 "else parquet."),
     threshold: Optional[float] = typer.Option(None, help="Keep pairs scoring at least this; default: the model's "
                                                          "mining threshold (ratio margin), else keep all."),
-    k: int = typer.Option(4, help="Neighbours per sentence for the margin."),
-    margin: str = typer.Option("ratio", help="Margin: ratio, distance or absolute."),
-    mode: str = typer.Option("max", help="Retrieval mode: max, fwd, bwd or intersect."),
+    k: int = typer.Option(MineConfig.k, help="Neighbours per sentence for the margin."),
+    margin: str = typer.Option(MineConfig.margin, help="Margin: ratio, distance or absolute."),
+    mode: str = typer.Option(MineConfig.mode, help="Retrieval mode: max, fwd, bwd or intersect."),
     nprobe: Optional[int] = typer.Option(None, help="IVF lists to visit; default: the index's calibrated value."),
-    chunk: int = typer.Option(8192, help="Sentences searched at a time (bounds memory)."),
+    chunk: int = typer.Option(MineConfig.chunk, help="Sentences searched at a time (bounds memory)."),
     model: Optional[Path] = typer.Option(None, help="Model bundle; default: the model the index was built with."),
 ) -> None:
     """Mine translation pairs: kNN both ways over the whole target side, margin scores, one output file.
@@ -35,8 +36,6 @@ def mine_command(
     Finished search chunks are kept in OUTPUT.partial/ until the output is written, so rerunning an interrupted
     command resumes where it stopped.
     """
-    from emsearch.search.mine import mine
-
     result = mine(src, tgt, output, index=index, src_index=src_index, tgt_index=tgt_index, format=format,
                   threshold=threshold, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk, model=model,
                   console=console)

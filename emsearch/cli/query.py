@@ -13,6 +13,7 @@ from rich.table import Table
 from emsearch.errors import EmsearchError
 from emsearch.cli.app import app, console
 from emsearch.cli.options import open_index
+from emsearch.search.query import SearchRequest, hit_json, run, split_langs
 
 BATCH = 256  # queries per search call when reading --file
 out = Console()
@@ -23,7 +24,7 @@ def query_command(
     text: Optional[str] = typer.Argument(None, help="The query, in any language (or use --file)."),
     lang: Optional[str] = typer.Option(None, help="Language of the query (checked; the encoder needs no language id)."),
     index: Optional[Path] = typer.Option(None, help="Index directory; default: the only index under indexes/."),
-    k: int = typer.Option(10, "--k", "-k", help="Results per query (1 to 1000)."),
+    k: int = typer.Option(SearchRequest.k, "--k", "-k", help="Results per query (1 to 1000)."),
     target_lang: Optional[str] = typer.Option(None, help="Only results in these languages, comma-separated (en,de)."),
     file: Optional[Path] = typer.Option(None, help="Batch search: one query per line of this UTF-8 file."),
     nprobe: Optional[int] = typer.Option(None, help="IVF lists to visit; default: the index's calibrated value."),
@@ -34,7 +35,6 @@ def query_command(
     """Search an index with queries in any language; hits from all shards, merged, best first."""
     from emsearch.evaluate import read_text_lines
     from emsearch.languages import normalize_lang
-    from emsearch.search.query import SearchRequest, hit_json, run, split_langs
 
     if (text is None) == (file is None):
         raise EmsearchError("give either a query or --file QUERIES.txt (one query per line)")

@@ -11,6 +11,7 @@ import typer
 from emsearch.errors import EmsearchError
 from emsearch.cli.app import app, console
 from emsearch.cli.options import open_index
+from emsearch.server import Limits, SearchService, make_server
 
 
 @app.command("serve")
@@ -19,14 +20,12 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes the service to the network."),
     port: int = typer.Option(8080, help="TCP port (0 picks a free one)."),
     model: Optional[Path] = typer.Option(None, help="Model bundle; default: the model the index was built with."),
-    max_k: int = typer.Option(100, help="Largest k a request may ask for."),
-    max_texts: int = typer.Option(64, help="Most queries in one request."),
-    max_body: int = typer.Option(1 << 20, help="Largest request body, in bytes."),
+    max_k: int = typer.Option(Limits.max_k, help="Largest k a request may ask for."),
+    max_texts: int = typer.Option(Limits.max_texts, help="Most queries in one request."),
+    max_body: int = typer.Option(Limits.max_body, help="Largest request body, in bytes."),
     quiet: bool = typer.Option(False, "--quiet", help="Do not log each request."),
 ) -> None:
     """Serve POST /search, GET /health, GET /info and a search page at /."""
-    from emsearch.server import Limits, SearchService, make_server
-
     if not 1 <= max_k <= 10_000 or max_texts < 1 or max_body < 1024:
         raise EmsearchError("limits: --max-k from 1 to 10000, --max-texts at least 1, --max-body at least 1024")
     if not 0 <= port <= 65535:

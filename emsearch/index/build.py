@@ -33,7 +33,7 @@ from pathlib import Path
 from rich.console import Console
 
 from emsearch.corpus import Corpus, CorpusSpec
-from emsearch.encoder import Encoder
+from emsearch.encoder import ENCODE_BATCH_TOKENS, Encoder
 from emsearch.errors import EmsearchError
 from emsearch.index import manifest as mf
 from emsearch.index.build_faiss import build_faiss
@@ -62,7 +62,7 @@ class BuildConfig:
     lang: str | None = None  # language of every row
     shard_size: int = 50_000  # rows per embedding shard
     window_rows: int = 4096  # rows per encoding task (length-sorted inside), saved as done: the unit of resumption
-    batch_tokens: int = 16384
+    batch_tokens: int = ENCODE_BATCH_TOKENS
     workers: int = 1  # encoding processes (or Ray actors); 0 = one per cluster CPU/GPU with Ray
     ray: bool = False
     ray_address: str | None = None

@@ -75,6 +75,15 @@ def parse_bytes(text: str) -> int:
     return int(value * 1024 ** " kmgt".index(unit or " "))
 
 
+def format_bytes(n: int) -> str:
+    """Bytes → the shortest exact form parse_bytes reads back ('4G', '512M', '1000')."""
+    for unit in "TGMK":
+        scale = 1024 ** (" KMGT".index(unit))
+        if n >= scale and n % scale == 0:
+            return f"{n // scale}{unit}"
+    return str(n)
+
+
 def ivfpq_bytes(n: int, d: int, nlist: int, m: int) -> int:
     """Query-time memory of OPQ{m},IVF{nlist}[_HNSW32],PQ{m}: codes and ids, centroids, codebooks, rotation."""
     hnsw = nlist * 32 * 2 * 4 if nlist >= HNSW_MIN_NLIST else 0
