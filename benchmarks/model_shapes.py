@@ -36,6 +36,7 @@ from emsearch.train import Run, Trainee, make_optimizers, step
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BIG9 = ("deu", "ces", "spa", "rus", "fra", "tur", "epo", "hun", "fin")  # ≥ 20k training pairs each
+CJK = ("zho_Hans", "zho_Hant", "yue_Hant", "jpn_Jpan", "kor_Hang")  # the scripts a tokenizer's coverage decides
 
 # Every variant starts from this run: cpu-bag's shape, contrastive only, 1024-pair batches, lr 3e-3 (SparseAdam).
 BASE = dict(lr=3e-3, warmup=100, min_lr_ratio=1.0, temperature=0.05, alpha=0.5, xtr_weight=0.0,
@@ -52,9 +53,13 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "ablation-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "shipped"),
     "ablation-contrastive": ({}, SHIPPED, "shipped"),
     "ablation-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0}, "shipped"),
+    # Tokenizers with full character coverage (CJK characters as pieces, not bytes), 64k or 128k pieces
+    # (--tokenizer 64k-cov1=PATH / 128k-cov1=PATH, trained like the shipped one with character_coverage=1.0).
+    "v64k-cov1-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "64k-cov1"),
+    "v128k-cov1-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "128k-cov1"),
     # The teacher stage (needs --teacher-cache): distillation next to both EMS objectives, or next to XTR alone.
     "teacher-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 1.0}, "shipped"),
-    "teacher-both-0.3": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 0.3}, "shipped"),
+    "teacher-both-w5": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 5.0}, "shipped"),
     "teacher-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0,
                          "distill_weight": 1.0}, "shipped"),
 }
@@ -74,20 +79,24 @@ def train_variant(data: PairDataset, tokenizer: Tokenizer, shape: dict, override
                          batch_pairs=cfg.batch_pairs, batch_langs=cfg.batch_langs)
     trainee.train()
     start, wall = time.process_time(), time.time()
+    losses: dict[str, float] = {}
     while run.state["step"] < steps if steps else time.process_time() - start < cpu_seconds:
         _, batch = next(stream)
-        step(run, batch)
+        last = step(run, batch)
+        losses = {k: losses.get(k, v.item()) * 0.98 + v.item() * 0.02 for k, v in last.items()}  # smoothed
         run.state["step"] += 1
         run.state["pairs"] += len(batch.src_lang)
+    run.state["losses"] = {k: round(v, 4) for k, v in losses.items()}
     return run, time.process_time() - start, time.time() - wall
 
 
 def score(run: Run, flores: Path) -> dict:
     encoder = Encoder(run.trainee.encoder, run.tokenizer, {"model_id": "benchmark"}, device="cpu")
     big = retrieval_accuracy(encoder, flores, langs=BIG9).average
+    cjk = retrieval_accuracy(encoder, flores, langs=CJK).average
     trained = [lang for lang in run.data.counts if lang != "eng"]
     every = retrieval_accuracy(encoder, flores, langs=trained)
-    return {"flores_big9": round(big, 4), "flores_trained": round(every.average, 4),
+    return {"flores_big9": round(big, 4), "flores_trained": round(every.average, 4), "flores_cjk": round(cjk, 4),
             "flores_trained_langs": len(every.scores)}
 
 
@@ -136,16 +145,18 @@ def main() -> int:
         run, cpu, wall = train_variant(*datasets[tok_name], shape, overrides, steps=args.steps,
                                        cpu_seconds=args.minutes * 60, threads=args.threads)
         row = {"variant": name, "cpu_minutes": round(cpu / 60, 2), "wall_minutes": round(wall / 60, 2),
-               "steps": run.state["step"], "pairs_seen": run.state["pairs"], **score(run, flores)}
+               "steps": run.state["step"], "pairs_seen": run.state["pairs"], **score(run, flores),
+               "losses": run.state["losses"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.out:
             with open(args.out, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
-    print(f"\n{'variant':<22} {'CPU min':>8} {'steps':>7} {'pairs seen':>11} {'FLORES big 9':>13} {'all trained':>12}")
+    print(f"\n{'variant':<22} {'CPU min':>8} {'steps':>7} {'pairs seen':>11} {'FLORES big 9':>13} {'all trained':>12} "
+          f"{'CJK':>6}")
     for r in rows:
         print(f"{r['variant']:<22} {r['cpu_minutes']:>8.2f} {r['steps']:>7,} {r['pairs_seen']:>11,} "
-              f"{r['flores_big9']:>13.1%} {r['flores_trained']:>12.1%}")
+              f"{r['flores_big9']:>13.1%} {r['flores_trained']:>12.1%} {r['flores_cjk']:>6.1%}")
     return 0
 
 

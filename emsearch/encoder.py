@@ -55,6 +55,36 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[np.nda
         start += rows
 
 
+WEIGHT_FORMATS = ("fp32", "fp16", "int8")
+INT8_TABLE = "tok_emb.weight"  # the one tensor int8 applies to: nearly all of a bag model's bytes
+
+
+def pack_weights(state: dict[str, torch.Tensor], weights: str) -> dict[str, torch.Tensor]:
+    """The state dict as stored: every tensor fp32 or fp16; with "int8", the token table as `NAME.int8` rows and
+    a `NAME.scale` per row (absmax / 127, fp16). Quantizing a table that was loaded from int8 gives it back
+    exactly (its largest entry per row is ±127 × scale)."""
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
+    dtype = torch.float32 if weights == "fp32" else torch.float16
+    out = {k: v.detach().to("cpu", dtype).contiguous() for k, v in state.items()}
+    if weights == "int8":
+        table = state[INT8_TABLE].detach().to("cpu", torch.float32)
+        scale = (table.abs().amax(1) / 127).clamp(min=2**-14).half()  # fp16's smallest normal: no zero scale
+        out[INT8_TABLE + ".int8"] = (table / scale.float()[:, None]).round().clamp(-127, 127).to(torch.int8)
+        out[INT8_TABLE + ".scale"] = scale
+        del out[INT8_TABLE]
+    return out
+
+
+def unpack_weights(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Stored tensors → the fp32 state dict (int8 rows times their scales)."""
+    state = {k: v.float() for k, v in stored.items() if not k.endswith((".int8", ".scale"))}
+    for key in (k for k in stored if k.endswith(".int8")):
+        name = key[: -len(".int8")]
+        state[name] = stored[key].float() * stored[name + ".scale"].float()[:, None]
+    return state
+
+
 def pad(seqs: Sequence[Sequence[int]]) -> torch.Tensor:
     width = max(len(s) for s in seqs)
     out = torch.zeros(len(seqs), width, dtype=torch.long)
@@ -107,23 +137,22 @@ class Encoder:
         if info.get("model_id") != actual:
             raise ModelLoadError(f"{files['model.safetensors']} does not match config.json (corrupt or replaced)")
         model = EMSEncoder(cfg)
-        state = {k: v.float() for k, v in load_file(str(files["model.safetensors"])).items()}
-        model.load_state_dict(state)
+        model.load_state_dict(unpack_weights(load_file(str(files["model.safetensors"]))))
         return cls(model, Tokenizer(files["tokenizer.model"], cfg.max_len), info, device)
 
-    def save(self, path: str | Path, *, half: bool = True, card: str | None = None, **extra: Any) -> Path:
+    def save(self, path: str | Path, *, weights: str = "fp16", card: str | None = None, **extra: Any) -> Path:
         """Write the bundle atomically (a temp directory renamed into place); `extra` goes into config.json.
 
-        This encoder is left as it was: with `half` its fp32 weights are not the saved ones, so it does not take
-        the bundle's model id. `Encoder.load(path)` gives the saved model.
+        `weights`: "fp32", "fp16", or "int8" (the token embedding table as int8 rows with one scale each, the
+        rest fp16: half the size of fp16, for a large vocabulary). This encoder is left as it was: its fp32
+        weights are not the saved ones, so it does not take the bundle's model id. `Encoder.load(path)` gives
+        the saved model.
         """
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        dtype = torch.float16 if half else torch.float32
-        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
+        save_file(pack_weights(self.model.state_dict(), weights), str(tmp / "model.safetensors"))
         shutil.copyfile(self.tokenizer.path, tmp / "tokenizer.model")
         info = {k: v for k, v in self.info.items() if k not in ("model", "model_id", "format")}
         info.update(extra)

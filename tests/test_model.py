@@ -72,7 +72,7 @@ def test_resaving_a_loaded_bundle_is_lossless(tiny_model, tmp_path):
     enc = Encoder.load(tiny_model)
     expected, model_id = enc.encode(SENTENCES), enc.model_id
     fp16 = Encoder.load(enc.save(tmp_path / "fp16"))
-    fp32 = Encoder.load(enc.save(tmp_path / "fp32", half=False))
+    fp32 = Encoder.load(enc.save(tmp_path / "fp32", weights="fp32"))
     assert np.array_equal(fp16.encode(SENTENCES), expected)
     assert np.array_equal(fp32.encode(SENTENCES), expected)  # fp16 values are exact in fp32
     assert fp16.model_id == model_id  # the id is the hash of the weights, and the weights are the same
@@ -85,13 +85,27 @@ def test_fp32_bundle_is_exact_and_fp16_bundle_is_close(tiny_model, tmp_path):
     tokenizer = Tokenizer(tiny_model / "tokenizer.model", PRESETS["tiny"].max_len)
     fresh = Encoder(EMSEncoder(PRESETS["tiny"]), tokenizer, {"note": "random weights"}, device="cpu")
     expected = fresh.encode(SENTENCES)
-    fp32 = Encoder.load(fresh.save(tmp_path / "fp32", half=False)).encode(SENTENCES)
+    fp32 = Encoder.load(fresh.save(tmp_path / "fp32", weights="fp32")).encode(SENTENCES)
     fp16 = Encoder.load(fresh.save(tmp_path / "fp16")).encode(SENTENCES)
     assert np.array_equal(fp32, expected)
     cosine = (fp16 * expected).sum(1)
     assert cosine.min() > 0.999 and np.abs(fp16 - expected).max() < 0.01
     assert json.loads((tmp_path / "fp16" / "config.json").read_text())["note"] == "random weights"
     assert fresh.info == {"note": "random weights"}  # the fp32 encoder does not take the fp16 bundle's id
+
+
+def test_int8_bundle_is_close_smaller_and_stable(tiny_model, tmp_path):
+    torch.manual_seed(2)
+    shape = PRESETS["tiny-bag"]  # nearly all of a bag model's bytes are its token table
+    fresh = Encoder(EMSEncoder(shape), Tokenizer(tiny_model / "tokenizer.model", shape.max_len), {}, device="cpu")
+    expected = fresh.encode(SENTENCES)
+    int8 = Encoder.load(fresh.save(tmp_path / "int8", weights="int8"))
+    fresh.save(tmp_path / "fp16")
+    cosine = (int8.encode(SENTENCES) * expected).sum(1)
+    assert cosine.min() > 0.999, cosine.min()
+    sizes = {name: (tmp_path / name / "model.safetensors").stat().st_size for name in ("int8", "fp16")}
+    assert sizes["int8"] < 0.55 * sizes["fp16"], sizes
+    assert Encoder.load(int8.save(tmp_path / "again", weights="int8")).model_id == int8.model_id  # lossless
 
 
 def test_save_is_atomic_and_keeps_the_model_card(tiny_model, tmp_path):

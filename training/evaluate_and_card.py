@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emsearch.encoder import Encoder
+from emsearch.encoder import WEIGHT_FORMATS, Encoder
 from emsearch.evaluate import bucc, retrieval_accuracy
 from emsearch.languages import UnknownLanguageError, normalize_lang
 
@@ -57,7 +57,7 @@ def bible_lines(data: Path) -> list[str]:
 
 
 def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, threshold: float,
-                trained: dict[str, int], data: Path) -> str:
+                trained: dict[str, int], data: Path, weights: str) -> str:
     by_label = {s.lang: s for s in flores.scores}
     rich = [s for s in flores.scores if trained.get(normalize_lang(s.lang), 0) >= 20_000]
     steps = [r for r in log if "loss" in r]
@@ -73,7 +73,10 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         "",
         "## Model",
         f"- {shape(model)}; vocabulary {model['vocab_size']}, up to {model['max_len']} tokens; "
-        "weights fp16 (safetensors).",
+        + ("weights fp16 (safetensors)." if weights == "fp16" else
+           f"weights {weights} (safetensors)." if weights == "fp32" else
+           "token table int8 (one fp16 scale per row), other weights fp16 (safetensors); the figures below are "
+           "those of these weights."),
         f"- Model id (SHA-256 of the weights, first 16 hex): `{info['model_id']}`.",
         f"- Default mining threshold (ratio margin, mode max, k=4): **{threshold:.4f}**, chosen as the F1-best "
         "threshold on the mining dev set.",
@@ -81,7 +84,7 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         "## Training",
         f"- Recipe: `training/default.json` ({train_cfg['steps']} steps planned, {batches(train_cfg)}, "
         f"lr {train_cfg['lr']}, language sampling alpha {train_cfg['alpha']}, seed {train_cfg['seed']}).",
-        f"- Objectives: {objectives(train_cfg)}. No teacher model was used: every signal comes from the pairs.",
+        f"- Objectives: {objectives(train_cfg)}. {teacher_line(train_cfg, info)}",
         f"- Compute: {info.get('train_steps', last.get('step'))} steps, "
         f"{last.get('elapsed', 0) / 60:.0f} minutes on a 2-core x86-64 CPU (AVX-512), fp32.",
         f"- {len(trained) - ('eng' in trained)} languages paired with English, "
@@ -155,6 +158,17 @@ def objectives(cfg: dict) -> str:
     return " + ".join(parts)
 
 
+def teacher_line(cfg: dict, info: dict) -> str:
+    """Whether and how a teacher was used (the card must say)."""
+    if not cfg.get("distill_weight"):
+        return "No teacher model was used: every signal comes from the pairs."
+    meta = json.loads((Path(cfg["teacher_cache"]) / "teacher.json").read_text(encoding="utf-8"))
+    return (f"Teacher: {meta['name']}, MIT licence, prompt prefix `{meta['prefix']}`; both sides of a pair are "
+            f"pulled towards its vector of the English side through a linear head (cosine distance, weight "
+            f"{cfg['distill_weight']}), for the {info['teacher_pairs']:.0%} of pairs whose English sentence is in "
+            "the teacher cache (`emsearch cache-teacher`).")
+
+
 def _norm(label: str) -> str | None:
     try:
         return normalize_lang(label)
@@ -167,21 +181,24 @@ def main() -> None:
     ap.add_argument("bundle", type=Path, help="model bundle directory (e.g. runs/default/model)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
     ap.add_argument("--install", type=Path, help="also copy the finished bundle here (e.g. emsearch/models/default)")
+    ap.add_argument("--weights", choices=WEIGHT_FORMATS, default="fp16",
+                    help="how the bundle stores its weights (int8: the token table as int8 rows, for a vocabulary "
+                         "whose fp16 table would not fit the package); the dev figures are those of these weights")
     args = ap.parse_args()
 
     run = args.bundle.parent
-    encoder = Encoder.load(args.bundle)
+    encoder = Encoder.load(Encoder.load(args.bundle).save(args.bundle, weights=args.weights))
     trained = encoder.info["languages"]
     flores = flores_scores(encoder, args.data, trained)
     buccs = [bucc(encoder, args.data / "dev/mining", pair) for pair in PAIRS]
     threshold = pick_threshold(buccs)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     train_cfg = json.loads((run / "train_config.json").read_text())
-    card = render_card(encoder.info, train_cfg, log, flores, buccs, threshold, trained, args.data)
+    card = render_card(encoder.info, train_cfg, log, flores, buccs, threshold, trained, args.data, args.weights)
     dev = {"flores_average": flores.average,
            "flores_per_lang": {s.lang: [s.to_pivot, s.from_pivot] for s in flores.scores},
            "mining_f1": {pair: r.f1_at(threshold) for pair, r in zip(PAIRS, buccs)}}
-    encoder.save(args.bundle, card=card, mining_threshold=threshold, dev=dev)
+    encoder.save(args.bundle, weights=args.weights, card=card, mining_threshold=threshold, dev=dev)
     print(json.dumps({"flores_average": flores.average, "threshold": threshold,
                       **{p: round(100 * f1, 1) for p, f1 in dev["mining_f1"].items()}}))
     if args.install:
