@@ -264,6 +264,8 @@ def step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
 def export(run: Run) -> Path:
     """The encoder bundle of the run so far, in OUT/model."""
     info = {"languages": dict(run.data.counts), "train_steps": run.state["step"]}
+    if run.data.teacher is not None:
+        info["teacher_pairs"] = round(float((run.data.teacher_row >= 0).mean()), 4)
     path = Encoder(run.trainee.encoder, run.tokenizer, info, device=str(run.device)).save(run.out / "model")
     run.trainee.train()
     return path
