@@ -2,12 +2,12 @@
 
     python benchmarks/model_shapes.py --steps 600 --out benchmarks/results/model_shapes.jsonl
     python benchmarks/model_shapes.py --variants d256-v32k,d256-v32k-margin --tokenizer 32k=/tmp/tok32k.model
-    python benchmarks/model_shapes.py --variants ablation-both,ablation-contrastive,ablation-xtr --steps 600
-    python benchmarks/model_shapes.py --variants ablation-both,teacher-both --teacher-cache runs/teacher
+    python benchmarks/model_shapes.py --variants ablation-both,ablation-contrastive,ablation-xtr --tokenizer 64k=/tmp/tok64k.model
+    python benchmarks/model_shapes.py --variants ablation-both,teacher-both --teacher-cache runs/teacher --tokenizer 64k=...
 
-The pairs are read once and tokenized once per tokenizer (`shipped` is the default model's 64k vocabulary; other
-vocabularies are named with --tokenizer NAME=PATH, e.g. the earlier 32k one: `git show
-a27a155:emsearch/models/default/tokenizer.model > /tmp/tok32k.model`). Each variant trains from scratch in this
+The pairs are read once and tokenized once per tokenizer (`shipped` is the default model's 128k vocabulary;
+others are named with --tokenizer NAME=PATH: the previous models' 64k and 32k ones are `git show
+118666a:emsearch/models/default/tokenizer.model > /tmp/tok64k.model` and the same at a27a155). Each variant trains from scratch in this
 process at a constant learning rate after warmup, for the same number of steps (--steps: figures that do not
 depend on what else runs on the machine; the CPU minutes each took are reported beside them) or the same process
 CPU time (--minutes), and is scored on FLORES dev (eng ↔ X, top-1, both directions) over the 9 languages with
@@ -48,20 +48,20 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "d256-v32k-margin": ({}, {"margin": 0.1}, "32k"),
     "d256-v32k-langs8": ({}, {"batch_langs": 8}, "32k"),
     "d256-v32k-xtr": ({}, {"xtr_weight": 0.2, "xtr_pairs": 128}, "32k"),
-    "d256-v64k": ({}, {}, "shipped"),
+    "d256-v64k": ({}, {}, "64k"),
     # The objective ablation on the shipped shape and recipe.
-    "ablation-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "shipped"),
-    "ablation-contrastive": ({}, SHIPPED, "shipped"),
-    "ablation-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0}, "shipped"),
-    # Tokenizers with full character coverage (CJK characters as pieces, not bytes), 64k or 128k pieces
-    # (--tokenizer 64k-cov1=PATH / 128k-cov1=PATH, trained like the shipped one with character_coverage=1.0).
+    "ablation-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "64k"),
+    "ablation-contrastive": ({}, SHIPPED, "64k"),
+    "ablation-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0}, "64k"),
+    # Tokenizers with full character coverage (CJK characters as pieces, not bytes): 64k pieces (--tokenizer
+    # 64k-cov1=PATH, trained like the shipped one with vocab_size 64000), or the shipped 128k.
     "v64k-cov1-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "64k-cov1"),
-    "v128k-cov1-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "128k-cov1"),
+    "v128k-cov1-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "shipped"),
     # The teacher stage (needs --teacher-cache): distillation next to both EMS objectives, or next to XTR alone.
-    "teacher-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 1.0}, "shipped"),
-    "teacher-both-w5": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 5.0}, "shipped"),
+    "teacher-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 1.0}, "64k"),
+    "teacher-both-w5": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 5.0}, "64k"),
     "teacher-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0,
-                         "distill_weight": 1.0}, "shipped"),
+                         "distill_weight": 1.0}, "64k"),
 }
 
 
