@@ -57,6 +57,9 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
     # 64k-cov1=PATH, trained like the shipped one with vocab_size 64000), or the shipped 128k.
     "v64k-cov1-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "64k-cov1"),
     "v128k-cov1-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64}, "shipped"),
+    # The objective ablation on the shipped tokenizer (with v128k-cov1-both).
+    "v128k-cov1-contrastive": ({}, SHIPPED, "shipped"),
+    "v128k-cov1-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0}, "shipped"),
     # The teacher stage (needs --teacher-cache): distillation next to both EMS objectives, or next to XTR alone.
     "teacher-both": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 1.0}, "64k"),
     "teacher-both-w5": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 5.0}, "64k"),
