@@ -167,6 +167,7 @@ class PairDataset:
         self.tgt_hash = _hash([pairs.eng[i] for i in keep])
         self.teacher = teacher
         self.teacher_row = teacher.lookup([pairs.eng[i] for i in keep]) if teacher else None
+        self.teacher_share = float((self.teacher_row >= 0).mean()) if teacher else 0.0  # pairs with a teacher vector
         self.width = np.maximum(self.src.lengths, self.tgt.lengths)
         self.rows_by_lang = [np.flatnonzero(self.lang == i) for i in range(len(self.languages))]
         self.counts = Counter({self.languages[i]: len(r) for i, r in enumerate(self.rows_by_lang) if len(r)})

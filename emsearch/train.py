@@ -217,7 +217,7 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     del pairs
     say(f"{len(data):,} pairs tokenized; skipped {dict(data.skipped)} ({time.time() - t0:.0f}s)")
     if teacher:
-        say(f"teacher vectors for {(data.teacher_row >= 0).mean():.0%} of the pairs ({len(teacher.keys):,} "
+        say(f"teacher vectors for {data.teacher_share:.0%} of the pairs ({len(teacher.keys):,} "
             f"English sentences in {cfg.teacher_cache})")
 
     torch.manual_seed(cfg.seed)
@@ -265,7 +265,7 @@ def export(run: Run) -> Path:
     """The encoder bundle of the run so far, in OUT/model."""
     info = {"languages": dict(run.data.counts), "train_steps": run.state["step"]}
     if run.data.teacher is not None:
-        info["teacher_pairs"] = round(float((run.data.teacher_row >= 0).mean()), 4)
+        info["teacher_pairs"] = round(run.data.teacher_share, 4)
     path = Encoder(run.trainee.encoder, run.tokenizer, info, device=str(run.device)).save(run.out / "model")
     run.trainee.train()
     return path
@@ -356,8 +356,9 @@ class _Meter:
             if self.bar:
                 self.bar.update(self.bar.task_ids[0], completed=state["step"],
                                 info=f"loss {record['loss']:.3f} xtr {record['xtr']:.2f} "
-                                     f"con {record['contrastive']:.3f} distill {record['distill']:.3f} "
-                                     f"{rate:.0f} pairs/s")
+                                     f"con {record['contrastive']:.3f} "
+                                     + (f"distill {record['distill']:.3f} " if run.cfg.distill_weight else "")
+                                     + f"{rate:.0f} pairs/s")
 
     def close(self) -> None:
         if self.bar:
