@@ -11,7 +11,8 @@ others are named with --tokenizer NAME=PATH: the previous models' 64k and 32k on
 process at a constant learning rate after warmup, for the same number of steps (--steps: figures that do not
 depend on what else runs on the machine; the CPU minutes each took are reported beside them) or the same process
 CPU time (--minutes), and is scored on FLORES dev (eng ↔ X, top-1, both directions) over the 9 languages with
-≥ 20k training pairs and over every trained FLORES language. Prints a table and one JSON line per variant;
+≥ 20k training pairs and over every trained FLORES language, and by the best mining F1 on each pair of dev/mining
+(the threshold-free figure: a variant's default threshold is set only when it ships). Prints a table and one JSON line per variant;
 exits 0 with a message when ../shared/data is absent.
 """
 
@@ -28,14 +29,15 @@ import torch
 from emsearch.config import PRESETS, TrainConfig
 from emsearch.data import PairDataset, read_pairs
 from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
-from emsearch.evaluate import retrieval_accuracy
+from emsearch.evaluate import bucc, retrieval_accuracy
 from emsearch.model import EMSEncoder, EMSHeads
 from emsearch.teacher import TeacherVectors
 from emsearch.tokenizer import Tokenizer
-from emsearch.train import Run, Trainee, make_optimizers, step
+from emsearch.train import Run, Trainee, make_optimizers, step, teacher_start
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BIG9 = ("deu", "ces", "spa", "rus", "fra", "tur", "epo", "hun", "fin")  # ≥ 20k training pairs each
+MINING_PAIRS = ("de-en", "fr-en", "ru-en", "zh-en")
 CJK = ("zho_Hans", "zho_Hant", "yue_Hant", "jpn_Jpan", "kor_Hang")  # the scripts a tokenizer's coverage decides
 
 # Every variant starts from this run: cpu-bag's shape, contrastive only, 1024-pair batches, lr 3e-3 (SparseAdam).
@@ -65,17 +67,25 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "teacher-both-w5": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "distill_weight": 5.0}, "64k"),
     "teacher-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0,
                          "distill_weight": 1.0}, "64k"),
+    # Teacher start (needs --teacher-cache with the shipped tokenizer's piece vectors: cache-teacher --pieces).
+    # At the random start's spread (0.02 per coordinate) or at a trained table's (0.07).
+    "v128k-teacher-init": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": 0.02}, "shipped"),
+    "v128k-teacher-init-wide": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": 0.07},
+                                "shipped"),
 }
+TEACHER_OPTIONS = ("distill_weight", "teacher_init")
 
 
 def train_variant(data: PairDataset, tokenizer: Tokenizer, shape: dict, overrides: dict, *, steps: int,
-                  cpu_seconds: float, threads: int) -> tuple[Run, float, float]:
+                  cpu_seconds: float, threads: int, teacher_cache: Path | None) -> tuple[Run, float, float]:
     """Train one variant from scratch until `steps` steps or `cpu_seconds` of process CPU time, whichever is set."""
     model = replace(PRESETS["cpu-bag"], **shape, vocab_size=tokenizer.vocab_size, n_langs=len(data.languages),
                     teacher_dim=data.teacher.dim if data.teacher else 0)
     cfg = TrainConfig(model=model, steps=steps or 10**9, threads=threads, **{**BASE, **overrides})
     torch.manual_seed(cfg.seed)
     trainee = Trainee(EMSEncoder(model), EMSHeads(model), data.languages.index("eng"))
+    if cfg.teacher_init:
+        teacher_start(trainee.encoder, teacher_cache, tokenizer, cfg.teacher_init)
     run = Run(cfg, Path("runs/model-shapes"), data, tokenizer, trainee, trainee, make_optimizers(trainee, cfg),
               torch.device("cpu"), 0, 1, [], print)
     stream = data.stream(seed=cfg.seed, alpha=cfg.alpha, batch_tokens=cfg.batch_tokens,
@@ -93,14 +103,15 @@ def train_variant(data: PairDataset, tokenizer: Tokenizer, shape: dict, override
     return run, time.process_time() - start, time.time() - wall
 
 
-def score(run: Run, flores: Path) -> dict:
+def score(run: Run, flores: Path, mining: Path) -> dict:
     encoder = Encoder(run.trainee.encoder, run.tokenizer, {"model_id": "benchmark"}, device="cpu")
+    best_f1 = {pair: round(bucc(encoder, mining, pair).f1, 4) for pair in MINING_PAIRS}
     big = retrieval_accuracy(encoder, flores, langs=BIG9).average
     cjk = retrieval_accuracy(encoder, flores, langs=CJK).average
     trained = [lang for lang in run.data.counts if lang != "eng"]
     every = retrieval_accuracy(encoder, flores, langs=trained)
     return {"flores_big9": round(big, 4), "flores_trained": round(every.average, 4), "flores_cjk": round(cjk, 4),
-            "flores_trained_langs": len(every.scores)}
+            "flores_trained_langs": len(every.scores), "mining_best_f1": best_f1}
 
 
 def main() -> int:
@@ -126,8 +137,8 @@ def main() -> int:
     missing = sorted({VARIANTS[n][2] for n in names} - set(tokenizers))
     if missing:
         ap.error(f"no tokenizer named {', '.join(missing)}: pass --tokenizer NAME=PATH")
-    if any(VARIANTS[n][1].get("distill_weight") for n in names) and not args.teacher_cache:
-        ap.error("the teacher-* variants need --teacher-cache FOLDER (made by `emsearch cache-teacher`)")
+    if any(VARIANTS[n][1].get(k) for n in names for k in TEACHER_OPTIONS) and not args.teacher_cache:
+        ap.error("the teacher variants need --teacher-cache FOLDER (made by `emsearch cache-teacher`)")
     parallel = sorted((args.data / "parallel").glob("*.parquet"))
     flores = args.data / "dev" / "retrieval" / "flores_dev.parquet"
     if not parallel or not flores.is_file():
@@ -136,7 +147,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     pairs = read_pairs(parallel)
     languages = sorted(set(pairs.lang) | {"eng"})
-    teacher = TeacherVectors.load(args.teacher_cache) if args.teacher_cache else None
+    distils = any(VARIANTS[n][1].get("distill_weight") for n in names)
+    teacher = TeacherVectors.load(args.teacher_cache) if distils else None
     datasets: dict[str, tuple[PairDataset, Tokenizer]] = {}
     rows = []
     for name in names:
@@ -146,20 +158,22 @@ def main() -> int:
             datasets[tok_name] = PairDataset(pairs, tokenizer, languages, TrainConfig.max_length_ratio,
                                              teacher), tokenizer
         run, cpu, wall = train_variant(*datasets[tok_name], shape, overrides, steps=args.steps,
-                                       cpu_seconds=args.minutes * 60, threads=args.threads)
+                                       cpu_seconds=args.minutes * 60, threads=args.threads,
+                                       teacher_cache=args.teacher_cache)
         row = {"variant": name, "cpu_minutes": round(cpu / 60, 2), "wall_minutes": round(wall / 60, 2),
-               "steps": run.state["step"], "pairs_seen": run.state["pairs"], **score(run, flores),
-               "losses": run.state["losses"]}
+               "steps": run.state["step"], "pairs_seen": run.state["pairs"],
+               **score(run, flores, args.data / "dev" / "mining"), "losses": run.state["losses"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.out:
             with open(args.out, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
     print(f"\n{'variant':<22} {'CPU min':>8} {'steps':>7} {'pairs seen':>11} {'FLORES big 9':>13} {'all trained':>12} "
-          f"{'CJK':>6}")
+          f"{'CJK':>6}  mining best F1 de/fr/ru/zh")
     for r in rows:
         print(f"{r['variant']:<22} {r['cpu_minutes']:>8.2f} {r['steps']:>7,} {r['pairs_seen']:>11,} "
-              f"{r['flores_big9']:>13.1%} {r['flores_trained']:>12.1%} {r['flores_cjk']:>6.1%}")
+              f"{r['flores_big9']:>13.1%} {r['flores_trained']:>12.1%} {r['flores_cjk']:>6.1%}  "
+              + " / ".join(f"{100 * f:.1f}" for f in r["mining_best_f1"].values()))
     return 0
 
 

