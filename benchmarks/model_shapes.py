@@ -4,6 +4,8 @@
     python benchmarks/model_shapes.py --variants d256-v32k,d256-v32k-margin --tokenizer 32k=/tmp/tok32k.model
     python benchmarks/model_shapes.py --variants ablation-both,ablation-contrastive,ablation-xtr --tokenizer 64k=/tmp/tok64k.model
     python benchmarks/model_shapes.py --variants ablation-both,teacher-both --teacher-cache runs/teacher --tokenizer 64k=...
+    python benchmarks/model_shapes.py --variants v128k-cov1-both,teacher-init-0.07 --teacher-cache runs/teacher
+    python benchmarks/model_shapes.py --variants teacher-init-margin0.2,teacher-init-langs8 --teacher-cache runs/teacher
 
 The pairs are read once and tokenized once per tokenizer (`shipped` is the default model's 128k vocabulary;
 others are named with --tokenizer NAME=PATH: the previous models' 64k and 32k ones are `git show
@@ -68,10 +70,15 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "teacher-xtr": ({}, {**SHIPPED, "xtr_weight": 1.0, "xtr_pairs": 256, "contrastive_weight": 0.0,
                          "distill_weight": 1.0}, "64k"),
     # Teacher start (needs --teacher-cache with the shipped tokenizer's piece vectors: cache-teacher --pieces).
-    # At the random start's spread (0.02 per coordinate) or at a trained table's (0.07).
-    "v128k-teacher-init": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": 0.02}, "shipped"),
-    "v128k-teacher-init-wide": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": 0.07},
-                                "shipped"),
+    # At the random start's spread (0.02 per coordinate), a trained table's (0.07), or wider.
+    **{f"teacher-init-{std}": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": std}, "shipped")
+       for std in (0.02, 0.07, 0.15)},
+    # Levers for mining on the teacher start: hard negatives (batches of 8 same-language runs), a wider margin, a
+    # sharper softmax, more XTR (the other side's bag of pieces predicted on 256 pairs of each batch).
+    **{f"teacher-init-{name}": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": 0.07, **change},
+                                "shipped")
+       for name, change in {"langs8": {"batch_langs": 8}, **{f"margin{m}": {"margin": m} for m in (0.2, 0.3, 0.4)},
+                            "t0.03": {"temperature": 0.03}, "xtr0.5": {"xtr_weight": 0.5, "xtr_pairs": 256}}.items()},
 }
 TEACHER_OPTIONS = ("distill_weight", "teacher_init")
 

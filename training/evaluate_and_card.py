@@ -160,13 +160,20 @@ def objectives(cfg: dict) -> str:
 
 def teacher_line(cfg: dict, info: dict) -> str:
     """Whether and how a teacher was used (the card must say)."""
-    if not cfg.get("distill_weight"):
+    if not (cfg.get("distill_weight") or cfg.get("teacher_init")):
         return "No teacher model was used: every signal comes from the pairs."
     meta = json.loads((Path(cfg["teacher_cache"]) / "teacher.json").read_text(encoding="utf-8"))
-    return (f"Teacher: {meta['name']}, MIT licence, prompt prefix `{meta['prefix']}`; both sides of a pair are "
-            f"pulled towards its vector of the English side through a linear head (cosine distance, weight "
-            f"{cfg['distill_weight']}), for the {info['teacher_pairs']:.0%} of pairs whose English sentence is in "
-            "the teacher cache (`emsearch cache-teacher`).")
+    uses = []
+    if cfg.get("teacher_init"):
+        uses.append("the token table started from its vector of each vocabulary piece (the piece's text alone), "
+                    f"reduced to width {cfg['model']['dim']} by PCA, at standard deviation {cfg['teacher_init']} "
+                    "(`emsearch cache-teacher --pieces`); training then moved every row freely")
+    if cfg.get("distill_weight"):
+        uses.append("both sides of a pair are pulled towards its vector of the English side through a linear "
+                    f"head (cosine distance, weight {cfg['distill_weight']}), for the {info['teacher_pairs']:.0%} "
+                    "of pairs whose English sentence is in the teacher cache (`emsearch cache-teacher`)")
+    return (f"Teacher: {meta['name']}, MIT licence, prompt prefix `{meta['prefix']}`: " + "; ".join(uses)
+            + ". No teacher is needed at inference.")
 
 
 def _norm(label: str) -> str | None:
