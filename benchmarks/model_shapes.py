@@ -46,6 +46,7 @@ CJK = ("zho_Hans", "zho_Hant", "yue_Hant", "jpn_Jpan", "kor_Hang")  # the script
 BASE = dict(lr=3e-3, warmup=100, min_lr_ratio=1.0, temperature=0.05, alpha=0.5, xtr_weight=0.0,
             contrastive_weight=1.0, batch_pairs=1024)
 SHIPPED = dict(margin=0.1)  # the shipped recipe's loss on top of BASE (its batches are 2048 pairs; XTR per variant)
+TEACHER_START = {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": 0.07}  # the shipped recipe at 600 steps
 # name → (model shape overrides, training overrides, tokenizer name)
 VARIANTS: dict[str, tuple[dict, dict, str]] = {
     "d256-v32k": ({}, {}, "32k"),
@@ -71,14 +72,13 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
                          "distill_weight": 1.0}, "64k"),
     # Teacher start (needs --teacher-cache with the shipped tokenizer's piece vectors: cache-teacher --pieces).
     # At the random start's spread (0.02 per coordinate), a trained table's (0.07), or wider.
-    **{f"teacher-init-{std}": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": std}, "shipped")
-       for std in (0.02, 0.07, 0.15)},
+    **{f"teacher-init-{std}": ({}, {**TEACHER_START, "teacher_init": std}, "shipped") for std in (0.02, 0.07, 0.15)},
     # Levers for mining on the teacher start: hard negatives (batches of 8 same-language runs), a wider margin, a
     # sharper softmax, more XTR (the other side's bag of pieces predicted on 256 pairs of each batch).
-    **{f"teacher-init-{name}": ({}, {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": 0.07, **change},
-                                "shipped")
-       for name, change in {"langs8": {"batch_langs": 8}, **{f"margin{m}": {"margin": m} for m in (0.2, 0.3, 0.4)},
-                            "t0.03": {"temperature": 0.03}, "xtr0.5": {"xtr_weight": 0.5, "xtr_pairs": 256}}.items()},
+    **{f"teacher-init-{name}": ({}, {**TEACHER_START, **change}, "shipped") for name, change in {
+        "langs8": {"batch_langs": 8}, "margin0.2": {"margin": 0.2}, "margin0.3": {"margin": 0.3},
+        "margin0.4": {"margin": 0.4}, "t0.03": {"temperature": 0.03}, "xtr0.5": {"xtr_weight": 0.5, "xtr_pairs": 256},
+    }.items()},
 }
 TEACHER_OPTIONS = ("distill_weight", "teacher_init")
 
