@@ -178,6 +178,7 @@ def _write_chunk(path: Path, keys: np.ndarray, vectors: np.ndarray) -> None:
 # --- piece vectors: the teacher's view of each vocabulary piece, to start the token table from ------------------
 
 PIECE_PART = 4096  # pieces per atomic file of a piece cache
+PIECE_TEXTS = "texts.json"  # the text of each piece of the folder's tokenizer, for reuse by the next one
 
 
 def piece_texts(tokenizer_path: str | Path) -> list[str]:
@@ -195,11 +196,16 @@ def _pieces_folder(cache: Path, tokenizer_path: str | Path) -> Path:
 def cache_piece_vectors(tokenizer_path: str | Path, cache: str | Path, encode: Callable[[list[str]], np.ndarray],
                         *, console=None) -> int:
     """Encode every piece of the tokenizer with the teacher into CACHE/pieces-<tokenizer hash>/, one atomic
-    `.npy` (float16) per PIECE_PART pieces, skipping parts already there. Returns how many pieces have a vector."""
+    `.npy` (float16) per PIECE_PART pieces, skipping parts already there. A piece whose text another tokenizer's
+    folder already holds takes that vector, so a new tokenizer costs only its new pieces. Returns how many pieces
+    have a vector."""
     cache = _claim(cache)
     texts = piece_texts(tokenizer_path)
     folder = _pieces_folder(cache, tokenizer_path)
     folder.mkdir(exist_ok=True)
+    if not (folder / PIECE_TEXTS).is_file():
+        write_text_atomic(folder / PIECE_TEXTS, json.dumps(texts, ensure_ascii=False) + "\n")
+    known = _known_piece_vectors(cache, besides=folder)
     with bar(console, "teacher piece vectors", len(texts)) as shown:
         for part, start in enumerate(range(0, len(texts), PIECE_PART)):
             chunk = texts[start : start + PIECE_PART]
@@ -208,15 +214,33 @@ def cache_piece_vectors(tokenizer_path: str | Path, cache: str | Path, encode: C
                 shown.skip(len(chunk))
                 continue
             vectors = np.zeros((len(chunk), TEACHER["dim"]), np.float32)
-            rows = [i for i, text in enumerate(chunk) if text]
+            for i, text in enumerate(chunk):
+                if text in known:
+                    vectors[i] = known[text]
+            rows = [i for i, text in enumerate(chunk) if text and text not in known]
+            shown.skip(len(chunk) - len(rows))
             for i in range(0, len(rows), ENCODE_BATCH):
                 batch = rows[i : i + ENCODE_BATCH]
                 vectors[batch] = encode([chunk[r] for r in batch])
                 shown.advance(len(batch))
-            shown.advance(len(chunk) - len(rows))
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.save(f, vectors.astype(np.float16))
     return sum(map(bool, texts))
+
+
+def _known_piece_vectors(cache: Path, besides: Path) -> dict[str, np.ndarray]:
+    """Piece text → the teacher's vector, from the finished parts of the cache's other piece folders."""
+    known: dict[str, np.ndarray] = {}
+    for folder in sorted(cache.glob("pieces-*")):
+        if folder == besides or not (folder / PIECE_TEXTS).is_file():
+            continue
+        texts = json.loads((folder / PIECE_TEXTS).read_text(encoding="utf-8"))
+        for part in sorted(folder.glob("part-*.npy")):
+            start = int(part.stem.split("-")[1]) * PIECE_PART
+            for text, vector in zip(texts[start : start + PIECE_PART], np.load(part, allow_pickle=False)):
+                if text:
+                    known.setdefault(text, vector)
+    return known
 
 
 def load_piece_vectors(cache: str | Path, tokenizer_path: str | Path) -> np.ndarray:

@@ -23,6 +23,7 @@ from emsearch.evaluate import top1_accuracy
 from emsearch.model import EMSEncoder
 from emsearch.teacher import (TEACHER, TeacherError, TeacherVectors, cache_piece_vectors, cache_teacher, draw_order,
                               load_piece_vectors, piece_texts)
+from emsearch.tokenizer import train_tokenizer
 from emsearch.train import run_tokenizer, teacher_start, train
 
 import pyarrow as pa
@@ -172,6 +173,24 @@ def test_piece_cache_resumes_and_belongs_to_its_tokenizer(tmp_path, run_tokenize
     assert (np.abs(vectors).sum(1) > 0).tolist() == [bool(t) for t in texts]  # no vector for EOS, bytes, …
     with pytest.raises(TeacherError, match="cache-teacher RECIPE.json --pieces"):  # another tokenizer's ids
         load_piece_vectors(tmp_path / "cache", DEFAULT_MODEL_DIR / "tokenizer.model")
+
+
+def test_a_new_tokenizer_reuses_the_piece_vectors_of_the_pieces_it_shares(tmp_path, run_tokenizer_of):
+    cfg, tokenizer = run_tokenizer_of
+    cache_piece_vectors(tokenizer.path, tmp_path / "cache", DictionaryTeacher())
+    eng, other = letter_pairs(1500, seed=0)
+    smaller = train_tokenizer({"eng": eng, "deu": other}, replace(cfg.tokenizer, vocab_size=700), tmp_path / "b.model")
+    shared = set(piece_texts(tokenizer.path))
+    new_texts = [t for t in piece_texts(smaller) if t and t not in shared]
+    assert sum(t in shared for t in piece_texts(smaller) if t) > 200
+
+    second = DictionaryTeacher()
+    cache_piece_vectors(smaller, tmp_path / "cache", second)
+    assert sorted(second.encoded) == sorted(new_texts) and len(second.encoded) < 100  # only what is new
+    reused = load_piece_vectors(tmp_path / "cache", smaller)
+    cache_piece_vectors(smaller, tmp_path / "fresh", DictionaryTeacher())  # the same pieces, all encoded anew
+    fresh = load_piece_vectors(tmp_path / "fresh", smaller)
+    np.testing.assert_allclose(reused, fresh, atol=1e-3)
 
 
 def test_teacher_start_places_translations_together_before_any_training(tmp_path, run_tokenizer_of):
