@@ -35,7 +35,8 @@ from emsearch.evaluate import bucc, retrieval_accuracy
 from emsearch.model import EMSEncoder, EMSHeads
 from emsearch.teacher import TeacherVectors
 from emsearch.tokenizer import Tokenizer
-from emsearch.train import Run, Trainee, make_optimizers, step, teacher_start
+from emsearch.start import teacher_start
+from emsearch.train import Run, Trainee, make_optimizers, step
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BIG9 = ("deu", "ces", "spa", "rus", "fra", "tur", "epo", "hun", "fin")  # ≥ 20k training pairs each

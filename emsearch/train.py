@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import threading
 import time
@@ -27,19 +26,19 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file
 from torch import nn
 
 from emsearch.atomic import write_text_atomic
 from emsearch.checkpoint import load_checkpoint, save_checkpoint
-from emsearch.config import ConfigError, ModelConfig, TrainConfig, load_json, resolve_model_config, to_json
+from emsearch.config import ConfigError, TrainConfig, load_json, resolve_model_config, to_json
 from emsearch.data import Batch, PairDataset, read_pairs
 from emsearch.encoder import Encoder
 from emsearch.evaluate import retrieval_accuracy
 from emsearch.losses import batch_vocabulary, contrastive_loss, distill_loss, xtr_loss
 from emsearch.model import EMSEncoder, EMSHeads
-from emsearch.teacher import TeacherVectors, load_piece_vectors, piece_start
-from emsearch.tokenizer import Tokenizer, train_tokenizer
+from emsearch.start import bundle_start, run_tokenizer, teacher_start
+from emsearch.teacher import TeacherVectors
+from emsearch.tokenizer import Tokenizer
 
 
 class Trainee(nn.Module):
@@ -161,52 +160,6 @@ def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     return cfg
 
 
-def run_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, rank: int = 0, world: int = 1,
-                  say=print) -> Tokenizer:
-    """The run's SentencePiece model (OUT/tokenizer.model, made once): copied from tokenizer_path or init_from's
-    bundle, or trained on the pairs."""
-    path = out / "tokenizer.model"
-    given = cfg.tokenizer_path or (str(Path(cfg.init_from) / "tokenizer.model") if cfg.init_from else None)
-    if not path.is_file():
-        if given:
-            shutil.copyfile(given, path)
-        elif rank == 0:
-            by_lang: dict[str, list[str]] = {}
-            for lang, text in zip(pairs.lang, pairs.text):
-                by_lang.setdefault(lang, []).append(text)
-            by_lang.setdefault("eng", []).extend(sorted(set(pairs.eng)))
-            tok_cfg = replace(cfg.tokenizer, vocab_size=model_cfg.vocab_size)
-            say(f"training a {tok_cfg.vocab_size}-piece SentencePiece model")
-            train_tokenizer(by_lang, tok_cfg, path)
-        if world > 1:
-            dist.barrier()
-    return Tokenizer(path, model_cfg.max_len)
-
-
-def _warm_start(encoder: EMSEncoder, bundle: str, say) -> None:
-    """Start from another bundle's token embeddings (and token weights): stage 2 of a staged recipe."""
-    weights = load_file(str(Path(bundle) / "model.safetensors"))
-    own = encoder.state_dict()
-    taken = [k for k in ("tok_emb.weight", "tok_weight.weight") if k in weights and k in own
-             and weights[k].shape == own[k].shape]
-    if "tok_emb.weight" not in taken:
-        raise ConfigError(f"init_from {bundle}: its token embeddings do not fit this model (other vocabulary or width)")
-    encoder.load_state_dict({k: weights[k].float() for k in taken}, strict=False)
-    say(f"token embeddings from {bundle} ({', '.join(taken)})")
-
-
-def teacher_start(encoder: EMSEncoder, cache: str | Path, tokenizer: Tokenizer, std: float) -> int:
-    """Start the token table from the teacher's vector of each piece, reduced to the model's width by PCA, at
-    standard deviation `std`: translations of a piece start near each other, which pays most for the pieces
-    training sees too rarely to place. Pieces with no text keep their random start. Returns how many rows were
-    set."""
-    table = encoder.tok_emb.weight
-    rows, start = piece_start(load_piece_vectors(cache, tokenizer.path), table.shape[1], std)
-    with torch.no_grad():
-        table[torch.from_numpy(rows), : start.shape[1]] = torch.from_numpy(start).to(table.dtype)
-    return len(rows)
-
-
 def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     """Read and tokenize the data, build model and optimisers, restore a checkpoint when resuming."""
     out = Path(cfg.out)
@@ -241,7 +194,7 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     sparse = world == 1  # DDP all-reduces dense gradients only
     trainee = Trainee(EMSEncoder(model_cfg, sparse), EMSHeads(model_cfg, sparse), languages.index("eng")).to(device)
     if cfg.init_from and not resume:
-        _warm_start(trainee.encoder, cfg.init_from, say)
+        bundle_start(trainee.encoder, cfg.init_from, say)
     if cfg.teacher_init and not resume:
         started = teacher_start(trainee.encoder, cfg.teacher_cache, tokenizer, cfg.teacher_init)
         say(f"token table started from the teacher's vectors of {started:,} pieces")

