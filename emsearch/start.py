@@ -1,8 +1,8 @@
 """Where a training run starts: its tokenizer, and the first values of its token table.
 
 The table starts at random (the model's own init), from another bundle's trained table (`init_from`: stage 2 of a
-staged recipe), or from the teacher's vector of each piece (`teacher_init`). Each runs on a fresh start only,
-never on `--resume`, which restores the checkpoint instead.
+staged recipe), or from the teacher's vector of each piece (`teacher_init`). Those two starts apply to a fresh
+run only; `--resume` restores the checkpoint instead.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 from emsearch.config import ConfigError, ModelConfig, TrainConfig
+from emsearch.encoder import unpack_weights
 from emsearch.model import EMSEncoder
 from emsearch.teacher import load_piece_vectors, piece_start
 from emsearch.tokenizer import Tokenizer, train_tokenizer
@@ -44,14 +45,15 @@ def run_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, ra
 
 
 def bundle_start(encoder: EMSEncoder, bundle: str, say) -> None:
-    """Start from another bundle's token embeddings (and token weights): stage 2 of a staged recipe."""
-    weights = load_file(str(Path(bundle) / "model.safetensors"))
+    """Start from another bundle's token embeddings (and token weights): stage 2 of a staged recipe. The bundle
+    may store its table as int8 rows (the shipped model does)."""
+    weights = unpack_weights(load_file(str(Path(bundle) / "model.safetensors")))
     own = encoder.state_dict()
     taken = [k for k in ("tok_emb.weight", "tok_weight.weight") if k in weights and k in own
              and weights[k].shape == own[k].shape]
     if "tok_emb.weight" not in taken:
         raise ConfigError(f"init_from {bundle}: its token embeddings do not fit this model (other vocabulary or width)")
-    encoder.load_state_dict({k: weights[k].float() for k in taken}, strict=False)
+    encoder.load_state_dict({k: weights[k] for k in taken}, strict=False)
     say(f"token embeddings from {bundle} ({', '.join(taken)})")
 
 
