@@ -72,7 +72,8 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         "One SentencePiece vocabulary, no language id at inference.",
         "",
         "## Model",
-        f"- {shape(model)}; vocabulary {model['vocab_size']}, up to {model['max_len']} tokens; "
+        f"- {shape(model)}; vocabulary {model['vocab_size']} ({vocabulary(train_cfg)}), up to {model['max_len']} "
+        "tokens; "
         + ("weights fp16 (safetensors)." if weights == "fp16" else
            f"weights {weights} (safetensors)." if weights == "fp32" else
            "token table int8 (one fp16 scale per row), other weights fp16 (safetensors); the figures below are "
@@ -139,6 +140,15 @@ def shape(model: dict) -> str:
         return f"a bag of sub-word embeddings of width {model['dim']}, pooled by {pooling} (no transformer block)"
     return (f"{model['layers']} transformer layers, width {model['dim']}, {model['heads']} heads, FFN "
             f"{model['ffn']}, pooled by {pooling}")
+
+
+def vocabulary(cfg: dict) -> str:
+    if cfg.get("tokenizer_path"):
+        return f"the SentencePiece model {cfg['tokenizer_path']}"
+    tok = cfg["tokenizer"]
+    return (f"SentencePiece {tok['model_type']}{', lowercased' if tok['lowercase'] else ''}, trained on "
+            f"{tok['sample_sentences']:,} sentences of the pairs drawn at language alpha {tok['alpha']}, character "
+            f"coverage {tok['character_coverage']}")
 
 
 def batches(cfg: dict) -> str:
