@@ -193,6 +193,11 @@ def _pieces_folder(cache: Path, tokenizer_path: str | Path) -> Path:
     return cache / f"pieces-{file_sha256(tokenizer_path)[:16]}"  # one folder per tokenizer: ids mean its pieces
 
 
+def _piece_parts(folder: Path, pieces: int) -> list[Path]:
+    """The part files of a folder's `pieces` pieces, PIECE_PART each, in piece order (present or not)."""
+    return [folder / f"part-{p:05d}.npy" for p in range(-(-pieces // PIECE_PART))]
+
+
 def cache_piece_vectors(tokenizer_path: str | Path, cache: str | Path, encode: Callable[[list[str]], np.ndarray],
                         *, console=None) -> int:
     """Encode every piece of the tokenizer with the teacher into CACHE/pieces-<tokenizer hash>/, one atomic
@@ -205,11 +210,11 @@ def cache_piece_vectors(tokenizer_path: str | Path, cache: str | Path, encode: C
     folder.mkdir(exist_ok=True)
     if not (folder / PIECE_TEXTS).is_file():
         write_text_atomic(folder / PIECE_TEXTS, json.dumps(texts, ensure_ascii=False) + "\n")
-    known = _known_piece_vectors(cache, besides=folder)
+    parts = _piece_parts(folder, len(texts))
+    known = _known_piece_vectors(cache, besides=folder) if not all(p.is_file() for p in parts) else {}
     with bar(console, "teacher piece vectors", len(texts)) as shown:
-        for part, start in enumerate(range(0, len(texts), PIECE_PART)):
+        for path, start in zip(parts, range(0, len(texts), PIECE_PART)):
             chunk = texts[start : start + PIECE_PART]
-            path = folder / f"part-{part:05d}.npy"
             if path.is_file():
                 shown.skip(len(chunk))
                 continue
@@ -235,8 +240,9 @@ def _known_piece_vectors(cache: Path, besides: Path) -> dict[str, np.ndarray]:
         if folder == besides or not (folder / PIECE_TEXTS).is_file():
             continue
         texts = json.loads((folder / PIECE_TEXTS).read_text(encoding="utf-8"))
-        for part in sorted(folder.glob("part-*.npy")):
-            start = int(part.stem.split("-")[1]) * PIECE_PART
+        for part, start in zip(_piece_parts(folder, len(texts)), range(0, len(texts), PIECE_PART)):
+            if not part.is_file():
+                continue
             for text, vector in zip(texts[start : start + PIECE_PART], np.load(part, allow_pickle=False)):
                 if text:
                     known.setdefault(text, vector)
@@ -249,7 +255,7 @@ def load_piece_vectors(cache: str | Path, tokenizer_path: str | Path) -> np.ndar
     meta = _read_meta(cache)
     folder = _pieces_folder(cache, tokenizer_path)
     n = len(piece_texts(tokenizer_path))
-    parts = [folder / f"part-{p:05d}.npy" for p in range(-(-n // PIECE_PART))]
+    parts = _piece_parts(folder, n)
     if meta is None or not all(p.is_file() for p in parts):
         raise TeacherError(f"{folder}: the teacher's piece vectors of {tokenizer_path} are missing or incomplete; "
                            "run `emsearch cache-teacher RECIPE.json --pieces`")

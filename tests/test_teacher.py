@@ -23,8 +23,8 @@ from emsearch.evaluate import top1_accuracy
 from emsearch.model import EMSEncoder
 from emsearch.teacher import (TEACHER, TeacherError, TeacherVectors, cache_piece_vectors, cache_teacher, draw_order,
                               load_piece_vectors, piece_texts)
-from emsearch.tokenizer import train_tokenizer
 from emsearch.start import run_tokenizer, teacher_start
+from emsearch.tokenizer import train_tokenizer
 from emsearch.train import train
 
 import pyarrow as pa
