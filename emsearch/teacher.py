@@ -239,13 +239,15 @@ def _known_piece_vectors(cache: Path, besides: Path) -> dict[str, np.ndarray]:
     for folder in sorted(cache.glob("pieces-*")):
         if folder == besides or not (folder / PIECE_TEXTS).is_file():
             continue
-        texts = json.loads((folder / PIECE_TEXTS).read_text(encoding="utf-8"))
-        for part, start in zip(_piece_parts(folder, len(texts)), range(0, len(texts), PIECE_PART)):
-            if not part.is_file():
-                continue
-            for text, vector in zip(texts[start : start + PIECE_PART], np.load(part, allow_pickle=False)):
-                if text:
-                    known.setdefault(text, vector)
+        try:
+            texts = json.loads((folder / PIECE_TEXTS).read_text(encoding="utf-8"))
+            for part, start in zip(_piece_parts(folder, len(texts)), range(0, len(texts), PIECE_PART)):
+                if part.is_file():
+                    for text, vector in zip(texts[start : start + PIECE_PART], np.load(part, allow_pickle=False)):
+                        if text:
+                            known.setdefault(text, vector)
+        except (OSError, ValueError) as e:
+            raise TeacherError(f"{folder}: damaged piece vectors ({e}); delete that folder and cache again") from None
     return known
 
 

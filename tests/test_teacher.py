@@ -193,6 +193,11 @@ def test_a_new_tokenizer_reuses_the_piece_vectors_of_the_pieces_it_shares(tmp_pa
     fresh = load_piece_vectors(tmp_path / "fresh", smaller)
     np.testing.assert_allclose(reused, fresh, atol=1e-3)
 
+    (tmp_path / "cache" / "pieces-0000000000000000").mkdir()  # a damaged folder beside them: named, not skipped
+    (tmp_path / "cache" / "pieces-0000000000000000" / "texts.json").write_text("[\"a\", ")
+    with pytest.raises(TeacherError, match="pieces-0000000000000000: damaged piece vectors"):
+        cache_piece_vectors(DEFAULT_MODEL_DIR / "tokenizer.model", tmp_path / "cache", DictionaryTeacher())
+
 
 def test_teacher_start_places_translations_together_before_any_training(tmp_path, run_tokenizer_of):
     cfg, tokenizer = run_tokenizer_of
