@@ -103,6 +103,7 @@ def main() -> None:
         info = index.manifest.index
         if info.params.kind != "ivf":
             raise SystemExit(f"{info.params.factory} is not an IVF index: use --rows ≥ 100000 or --index-factory")
+        xq = index.vectors_of(xq)
         stored = index.embeddings(np.arange(n))
         _, I_true = faiss.knn(xq, stored, 10, metric=faiss.METRIC_INNER_PRODUCT)
         del stored

@@ -10,7 +10,8 @@ of one translating line i of the other).
 Mining (`bucc`): the BUCC 2018 shared task format — `xx-en.xx.tsv` and `xx-en.en.tsv` with lines
 `id<TAB>sentence`, and `xx-en.gold.tsv` with lines `src_id<TAB>tgt_id`. Both sides are encoded, mined with exact
 kNN and a margin (`emsearch.search.mining`), and scored against the gold pairs at the threshold that maximises F1,
-the threshold `emsearch mine` can then use:
+the threshold `emsearch mine` can then use. Like an index built over the two files, the vectors are centred on
+the mean of both sides before mining (`emsearch.index.shards.centred`), so the threshold fits `emsearch mine`:
 
     report = bucc(Encoder.load(), "data/bucc", "de-en")
     print(report.best.threshold, report.best.f1)
@@ -26,6 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from emsearch.errors import EmsearchError
+from emsearch.index.shards import centred
 from emsearch.languages import UnknownLanguageError, normalize_lang
 from emsearch.search.mining import MARGINS, MODES, MinedPairs, check_choice, exact_knn, mine
 
@@ -311,10 +313,11 @@ def point_at(data: BuccSet, pairs: MinedPairs, threshold: float) -> F1Point:
 
 
 def bucc(encoder, folder: str | Path, pair: str, *, k: int = 4, margin: str = "ratio", mode: str = "max",
-         progress: bool = False) -> BuccReport:
+         centre: bool = True, progress: bool = False) -> BuccReport:
     """Mine a BUCC-style task with exact kNN; P/R/F1 at the threshold that maximises F1 (and, later, at any other).
 
-    `encoder` is anything with `.encode(list[str])` returning unit rows (an `Encoder`, or a peer model).
+    `encoder` is anything with `.encode(list[str])` returning unit rows (an `Encoder`, or a peer model). With
+    `centre`, both sides are centred on their common mean first, as an index holding both compares them.
     """
     if k < 1:
         raise EmsearchError(f"k must be at least 1, got {k}")
@@ -323,5 +326,8 @@ def bucc(encoder, folder: str | Path, pair: str, *, k: int = 4, margin: str = "r
     data = read_bucc(folder, pair)
     x, y = (encoder.encode(t, progress=True) if progress else encoder.encode(t)
             for t in (data.src_texts, data.tgt_texts))
+    if centre:
+        mean = np.concatenate([x, y]).mean(0)
+        x, y = centred(x, mean), centred(y, mean)
     pairs = mine(*exact_knn(x, y, k), *exact_knn(y, x, k), margin=margin, mode=mode)
     return BuccReport(pair, len(data.gold), len(pairs), best_f1(data, pairs), margin, mode, k, data, pairs)

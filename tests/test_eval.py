@@ -97,6 +97,28 @@ def test_bucc_recovers_gold_pairs(encoder, tmp_path):
     assert other.best.f1 > 0.6 and other.best.threshold <= 1.0
 
 
+def test_bucc_scores_are_those_of_mining_an_index_of_both_files(tiny_model, encoder, tmp_path):
+    """The dev threshold becomes the model's `emsearch mine` default: both must score pairs alike (centred on
+    the mean of both sides, as an index holding them)."""
+    from emsearch.index import Index
+    from emsearch.index.build import BuildConfig, build_index
+    from emsearch.search.mine import MineConfig, mine_indexes
+
+    folder = write_bucc(tmp_path / "bucc")
+    data = read_bucc(folder, "xx-en")
+    pq.write_table(pa.table({"id": data.src_ids + data.tgt_ids,
+                             "lang": ["deu"] * len(data.src_ids) + ["eng"] * len(data.tgt_ids),
+                             "text": data.src_texts + data.tgt_texts}), tmp_path / "both.parquet")
+    build_index(BuildConfig(input=str(tmp_path / "both.parquet"), out=str(tmp_path / "index"), model=str(tiny_model),
+                            id_column="id"))
+    with Index.open(tmp_path / "index") as index:
+        mined, _, _ = mine_indexes(index, index, MineConfig("deu", "eng"))
+    report = bucc(encoder, folder, "xx-en")
+    np.testing.assert_allclose(mined.score, report.pairs.score, atol=2e-3)
+    uncentred = bucc(encoder, folder, "xx-en", centre=False)
+    assert np.abs(np.sort(uncentred.pairs.score) - np.sort(report.pairs.score)).max() > 0.01
+
+
 def test_read_bucc_bad_input(tmp_path):
     folder = write_bucc(tmp_path / "bucc", 5, 2)
     with pytest.raises(ValueError, match="SRC-TGT"):

@@ -61,7 +61,7 @@ def queries(n=60, seed=0):
 def held_out(index, n=60, seed=0):
     """Sentences like the corpus's but not in it, encoded: the queries an index is used with."""
     eng, deu = synthetic_pairs(n // 2, seed=100 + seed)
-    return index.encoder.encode(eng + deu)
+    return index.vectors_of(index.encoder.encode(eng + deu))
 
 
 def test_contents_round_trip(flat, tiny_model, corpus):
@@ -73,8 +73,23 @@ def test_contents_round_trip(flat, tiny_model, corpus):
         (0, "e0", "eng", texts[0], {"pair": 0}), (N + 5, "d5", "deu", texts[N + 5], {"pair": 5})]
     np.testing.assert_array_equal(flat.rows_of_lang("de"), np.arange(N, 2 * N))
     assert flat.row_of_id("d5") == N + 5
-    expected = flat.encoder.encode(texts[:50]).astype(np.float16).astype(np.float32)
+    stored = flat.encoder.encode(texts).astype(np.float16).astype(np.float32)
+    # the index compares each stored vector minus the corpus mean, at unit length again
+    centre = np.asarray(flat.manifest.index.centre)
+    np.testing.assert_allclose(centre, stored.mean(0), atol=1e-5)
+    expected = stored[:50] - centre
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(flat.embeddings(np.arange(50)), expected, atol=2e-3)
+    np.testing.assert_allclose(flat.vectors_of(stored[:50]), expected, atol=1e-5)
+
+
+def test_an_uncentred_build_compares_the_model_vectors(tiny_model, corpus, tmp_path):
+    with _build(tiny_model, corpus, tmp_path / "raw", centre=False) as raw:
+        assert not raw.centred and raw.manifest.index.centre is None
+        stored = raw.encoder.encode(corpus[1][:50]).astype(np.float16).astype(np.float32)
+        np.testing.assert_allclose(raw.embeddings(np.arange(50)), stored, atol=1e-6)
+        hit = raw.search([corpus[1][7]], k=1)[0][0]
+        assert hit.row == 7 and hit.score == pytest.approx(float(stored[7] @ stored[7]), abs=2e-3)
 
 
 def test_flat_search_is_exact(flat):

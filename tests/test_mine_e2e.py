@@ -141,6 +141,27 @@ def test_cli_threshold_default_from_bundle_and_override(toy, tiny_model, tmp_pat
     assert scores and min(scores) >= 1.003
 
 
+def test_the_bundle_threshold_needs_a_centred_index(tiny_model, tmp_path, capsys, monkeypatch):
+    """The model's threshold was set on margins between centred vectors: an uncentred index (built before
+    centring, or with --no-centre) asks for an explicit one."""
+    raw = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10)
+    manifest = json.loads((raw.path / "manifest.json").read_text())
+    manifest["index"]["centre"] = None
+    manifest["index"]["requested"].pop("centre")  # as written before centring
+    (raw.path / "manifest.json").write_text(json.dumps(manifest))
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_model, bundle)
+    info = json.loads((bundle / "config.json").read_text())
+    info["mining_threshold"] = 1.05
+    (bundle / "config.json").write_text(json.dumps(info))
+    out = tmp_path / "pairs.tsv"
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(raw.path), "--model", str(bundle), "-o", str(out)]
+    code, _, err = run_cli(base, capsys, monkeypatch)
+    assert code == 2 and "uncentred vectors" in err and "--threshold" in err and not out.exists()
+    code, _, err = run_cli(base + ["--threshold", "1.05"], capsys, monkeypatch)
+    assert code == 0 and out.is_file(), err
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--src", "xx1", "--tgt", "en"], "unknown language"),
     (["--src", "fr", "--tgt", "en"], "no fra sentences"),

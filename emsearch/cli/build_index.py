@@ -30,6 +30,7 @@ def build_index_command(
     ray: bool = typer.Option(False, "--ray", help="Encode and populate on Ray (a local instance, or RAY_ADDRESS / --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join, e.g. 'auto' or 'ray://head:10001' (implies --ray)."),
     merge: bool = typer.Option(False, "--merge", help="Merge the IVF groups into one on-disk index, memory-mapped at query time."),
+    centre: bool = typer.Option(BuildConfig.centre, "--centre/--no-centre", help="Compare vectors centred on the corpus mean (better margins; the model's mining threshold assumes it)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an index of another input or model in the output directory."),
     batch_tokens: int = typer.Option(BuildConfig.batch_tokens, help="Tokens per encoding batch (padding included)."),
 ) -> None:
@@ -41,7 +42,7 @@ def build_index_command(
         input=str(input), out=str(target), model=str(model) if model else None, text_column=text_column,
         lang_column=lang_column, id_column=id_column, lang=lang, shard_size=shard_size, batch_tokens=batch_tokens,
         workers=workers, ray=ray or ray_address is not None, ray_address=ray_address, index_factory=index_factory,
-        max_index_memory=parse_bytes(max_index_memory), merge=merge, overwrite=overwrite,
+        max_index_memory=parse_bytes(max_index_memory), merge=merge, centre=centre, overwrite=overwrite,
     )
     try:
         manifest = build_index(cfg, console=console)

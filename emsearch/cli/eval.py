@@ -77,22 +77,25 @@ def bucc_command(
     margin: str = typer.Option(MineConfig.margin, help="Margin: ratio, distance or absolute."),
     mode: str = typer.Option(MineConfig.mode, help="Retrieval mode: max, fwd, bwd or intersect."),
     threshold: Optional[float] = typer.Option(None, help="Also report the scores at this threshold."),
+    centre: bool = typer.Option(True, "--centre/--no-centre", help="Centre both sides on their common mean first, as an index holding both does."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line instead of a table."),
 ) -> None:
     """Mine a BUCC-style task with exact kNN: precision, recall, F1 and the threshold that maximises F1."""
     from emsearch.encoder import Encoder
     from emsearch.evaluate import bucc
 
-    report = bucc(Encoder.load(model), folder, pair, k=k, margin=margin, mode=mode, progress=not as_json)
+    report = bucc(Encoder.load(model), folder, pair, k=k, margin=margin, mode=mode, centre=centre,
+                  progress=not as_json)
     points = [("best F1", report.best)] + ([("at threshold", report.at(threshold))] if threshold is not None else [])
     if as_json:
         row = {"pair": report.pair, "gold": report.gold, "candidates": report.candidates, "margin": margin,
-               "mode": mode, "k": k, **asdict(report.best)}
+               "mode": mode, "k": k, "centre": centre, **asdict(report.best)}
         if threshold is not None:
             row["at_threshold"] = asdict(points[1][1])
         print(json.dumps(row))
         return
-    table = Table(title=f"{report.pair}: {report.gold:,} gold pairs, {margin} margin, mode {mode}, k={k}")
+    centring = ", centred" if centre else ""
+    table = Table(title=f"{report.pair}: {report.gold:,} gold pairs, {margin} margin, mode {mode}, k={k}{centring}")
     for name in ("", "threshold", "precision", "recall", "F1", "pairs"):
         table.add_column(name, justify="right")
     for name, p in points:

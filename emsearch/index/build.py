@@ -69,6 +69,7 @@ class BuildConfig:
     index_factory: str | None = None  # overrides the automatic choice
     max_index_memory: int = 4 << 30
     merge: bool = False  # merge IVF groups into one on-disk index
+    centre: bool = True  # compare vectors centred on the corpus mean (the model's mining threshold assumes it)
     overwrite: bool = False
 
 
@@ -182,7 +183,7 @@ def _now() -> str:
 
 
 def _requested(cfg: BuildConfig) -> Requested:
-    return Requested(factory=cfg.index_factory, max_memory=cfg.max_index_memory, merge=cfg.merge)
+    return Requested(factory=cfg.index_factory, max_memory=cfg.max_index_memory, merge=cfg.merge, centre=cfg.centre)
 
 
 def _new_manifest(cfg: BuildConfig, corpus: Corpus, encoder: Encoder, n: int) -> Manifest:

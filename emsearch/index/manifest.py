@@ -76,6 +76,7 @@ class Requested:
     factory: str | None
     max_memory: int
     merge: bool
+    centre: bool = False  # compare vectors centred on the corpus mean; manifests from before it lack the field
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class IndexRecord:
 
     requested: Requested
     params: IndexParams
+    centre: tuple[float, ...] | None = None  # the mean of every stored vector, when `requested.centre`
     trained: FileRecord | None = None
     groups: tuple[GroupRecord, ...] = ()
     nprobe: int | None = None  # calibrated; None until then (and for a flat index)

@@ -5,7 +5,8 @@
         for hit in index.search(["Guten Morgen"], k=5, langs=["eng"])[0]:
             print(hit.rank, f"{hit.score:.3f}", hit.lang, hit.text)
 
-Global rows are 0..ntotal-1 in input order (empty texts skipped). Scores are cosines. Every approximate index
+Global rows are 0..ntotal-1 in input order (empty texts skipped). Scores are cosines between vectors centred on
+the corpus mean (`ShardedEmbeddings.centred`; plain cosines in an index built without centring). Every approximate index
 (IVF-PQ) returns its `rerank` best candidates re-scored exactly against the stored fp16 vectors, so the scores
 are exact cosines and only membership in the top k is approximate. A language restriction small enough to scan
 (≤ EXACT_SUBSET_ROWS rows) is searched exactly; a larger one through a FAISS ID selector.
@@ -97,7 +98,7 @@ class Index:
             raise IndexOpenError(f"{path} was built with model {built.id}, not {encoder.model_id}: search it "
                                  "with the same model, or rebuild the index with this one")
         try:
-            embeddings = ShardedEmbeddings(path, manifest.shards, built.dim)
+            embeddings = ShardedEmbeddings(path, manifest.shards, built.dim, centre=manifest.index.centre)
             store = Store.open(path / "store")
             stored = len(store)
             if stored != manifest.counts.rows:
@@ -142,9 +143,20 @@ class Index:
         """The global row of a corpus id, or None."""
         return self._store.row_of_id(id_)
 
+    @property
+    def centred(self) -> bool:
+        """Whether the index compares vectors centred on its corpus mean (indexes built before centring do not)."""
+        return self._emb.centre is not None
+
     def embeddings(self, rows: np.ndarray) -> np.ndarray:
-        """The stored (fp16) vectors of `rows`, as float32 (len(rows), dim)."""
+        """The vectors of `rows` as the index compares them (float32 (len(rows), dim)): the stored fp16 vectors,
+        centred on the corpus mean when the index is centred."""
         return self._emb.take(rows)
+
+    def vectors_of(self, model_vectors: np.ndarray) -> np.ndarray:
+        """The model's sentence vectors (`Encoder.encode`) as this index compares them: what `search_vectors`
+        takes."""
+        return self._emb.centred(model_vectors)
 
     def records(self, rows: Sequence[int]) -> list[Record]:
         return self._store.get([int(r) for r in rows])
@@ -152,6 +164,9 @@ class Index:
     def search_vectors(self, xq: np.ndarray, k: int, *, langs: Sequence[str] | None = None,
                        nprobe: int | None = None, rerank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k over all shards: D (n, k) float32 cosines, I (n, k) int64 global rows; -1 (score -inf) = none.
+
+        `xq` are vectors as an index compares them: this index's `vectors_of(encoded texts)`, or rows of an index's
+        `embeddings` (mining searches one index's rows in another, each centred on its own corpus).
 
         `nprobe` (IVF lists visited) and `rerank` (candidates re-scored exactly) default to the values
         calibrated at build time; an exact (flat) index ignores both.
@@ -183,7 +198,7 @@ class Index:
         """Encode `texts` and return, for each, its hits best first."""
         if isinstance(texts, str):
             raise TypeError("search takes a list of queries; wrap a single query in a list")
-        D, I = self.search_vectors(self.encoder.encode(list(texts)), k, langs=langs, nprobe=nprobe)
+        D, I = self.search_vectors(self.vectors_of(self.encoder.encode(list(texts))), k, langs=langs, nprobe=nprobe)
         found = np.unique(I[I >= 0])
         by_row = dict(zip(found.tolist(), self.records(found)))
         return [[Hit(rank, float(d), int(i), by_row[i].id, by_row[i].lang, by_row[i].text, by_row[i].meta)

@@ -88,13 +88,18 @@ class ShardedEmbeddings:
     With `mmap` (queries) each shard stays memory-mapped. Without (the build, which passes over every row), each
     access maps the shard anew and unmaps it after: pages touched through a mapping count as resident for as
     long as it lives, so this keeps the build's resident memory bounded by one shard, not the corpus.
+
+    With a `centre` (the corpus mean, recorded by the build), `take` and `iter_blocks` give the rows as the index
+    compares them, `centred`: the mean subtracted, then unit length again.
     """
 
-    def __init__(self, root: Path, shards: Sequence[Shard], dim: int, mmap: bool = True):
+    def __init__(self, root: Path, shards: Sequence[Shard], dim: int, mmap: bool = True,
+                 centre: Sequence[float] | None = None):
         self.root = root
         self.shards = sorted(shards, key=lambda s: s.start)
         self.dim = dim
         self.mmap = mmap
+        self.centre = None if centre is None else np.asarray(centre, dtype=np.float32)
         self.parts = [load_shard(root, s, dim) for s in self.shards]  # validated here; untouched maps cost nothing
         if not mmap:
             self.parts = []
@@ -117,13 +122,35 @@ class ShardedEmbeddings:
             local = rows[sel] - self.starts[s]
             order = np.argsort(local, kind="stable")  # sorted reads are kinder to the page cache
             out[sel[order]] = self.part(s)[local[order]]
-        return out
+        return self.centred(out)
 
     def iter_blocks(self, block_rows: int = 65536, shards: Sequence[Shard] | None = None):
-        """(first row, float16 block) over all rows (or those of `shards`) in order, `block_rows` at a time."""
+        """(first row, block) over all rows (or those of `shards`) in order, `block_rows` at a time: float16 as
+        stored, or float32 centred when the embeddings have a centre."""
         wanted = None if shards is None else {s.start for s in shards}
         for i, shard in enumerate(self.shards):
             if wanted is None or shard.start in wanted:
                 part = self.part(i)
                 for j in range(0, shard.rows, block_rows):
-                    yield shard.start + j, part[j : j + block_rows]
+                    block = part[j : j + block_rows]
+                    yield shard.start + j, block if self.centre is None else self.centred(block)
+
+    def mean(self) -> np.ndarray:
+        """The mean of the stored rows (float32 (dim,)), summed in float64 one shard at a time."""
+        total = np.zeros(self.dim, dtype=np.float64)
+        for i in range(len(self.shards)):
+            total += self.part(i).sum(0, dtype=np.float64)
+        return (total / max(self.ntotal, 1)).astype(np.float32)
+
+    def centred(self, x: np.ndarray) -> np.ndarray:
+        """Model vectors (n, dim) as this index compares them: `centred` on its centre (float32); as they are
+        without one."""
+        return np.asarray(x, dtype=np.float32) if self.centre is None else centred(x, self.centre)
+
+
+def centred(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Rows of x minus `centre` (a corpus mean), at unit length again (float32). Centring on the corpus mean
+    removes the direction every sentence of the corpus shares (its domain, its language mix), so that cosines
+    measure what sets sentences apart."""
+    x = np.asarray(x, dtype=np.float32) - np.asarray(centre, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)

@@ -55,7 +55,8 @@ def verify_index(out: Path, manifest: Manifest) -> Verdict:
     info = manifest.index
     if info is not None and info.params.kind != "flat" and not bad_shards:
         try:
-            indexes = load_faiss(out, info, ShardedEmbeddings(out, manifest.shards, manifest.model.dim))
+            indexes = load_faiss(out, info, ShardedEmbeddings(out, manifest.shards, manifest.model.dim,
+                                                                  centre=info.centre))
         except (EmsearchError, RuntimeError) as e:  # RuntimeError: faiss could not read a file
             verdict.problems.append(f"{out}: FAISS index unreadable ({' '.join(str(e).split())})")
             verdict.faiss_damaged = True

@@ -78,11 +78,17 @@ class MineResult:
     threshold: float | None  # the threshold applied (None: every mined pair kept)
 
 
-def default_threshold(threshold: float | None, margin: str, encoder) -> float | None:
-    """`threshold` if given; else the model bundle's mining threshold, which is calibrated for the ratio margin."""
-    if threshold is not None or margin != "ratio":
+def default_threshold(threshold: float | None, margin: str, *indexes) -> float | None:
+    """`threshold` if given; else the model bundle's mining threshold, which is calibrated for the ratio margin
+    between centred vectors (an index built with centring)."""
+    if threshold is not None or margin != "ratio" or indexes[0].encoder.mining_threshold is None:
         return threshold
-    return encoder.mining_threshold
+    for index in indexes:
+        if not index.centred:
+            raise EmsearchError(f"{index.path} compares uncentred vectors (built without centring), so the model's "
+                                "mining threshold does not fit it: give --threshold, or rebuild the index with "
+                                "emsearch build-index (its embeddings are reused)")
+    return indexes[0].encoder.mining_threshold
 
 
 def job_key(src_index, tgt_index, cfg: MineConfig) -> dict:
@@ -278,6 +284,6 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
             b = a
         else:  # the same model, or an IndexOpenError
             b = stack.enter_context(Index.open(resolve_index(tgt_index), a.encoder))
-        cfg = replace(cfg, threshold=default_threshold(threshold, margin, a.encoder))
+        cfg = replace(cfg, threshold=default_threshold(threshold, margin, a, b))
         return mine_to_file(a, b, cfg, output, fmt, console=console)
 
