@@ -122,6 +122,13 @@ def test_resume_redoes_only_damaged_shards_and_reindex_reuses_embeddings(tiny_mo
     assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
     # unchanged request: nothing to do
     assert build_index(config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4")) == ivf
+    # without centring: the FAISS stage again, over the same shards
+    assert ivf.index.centre is not None
+    plain = build_index(replace(config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4"),
+                                centre=False))
+    assert plain.index.centre is None and plain.index.nprobe >= 1
+    assert all((out / f).stat().st_mtime_ns == t for f, t in mtimes.items() if f not in changed)
+    assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
 
 
 def test_a_killed_build_loses_at_most_the_windows_in_flight(tiny_model, tmp_path, monkeypatch):
@@ -270,9 +277,10 @@ def test_cli_builds_and_info_describes(tiny_model, tmp_path, capsys, monkeypatch
     facts = json.loads(out)
     assert code == 0 and facts["complete"] and facts["counts"]["skipped_empty"] == 1
     assert facts["counts"]["languages"] == {"deu": 30, "eng": 30} and facts["index"]["params"]["factory"] == "Flat"
+    assert facts["index"]["centred"]
     assert facts["bytes"]["embeddings"] > 60 * 64 * 2 and facts["bytes_per_vector"] > 128
     code, out, _ = cli(capsys, "info", tmp_path / "idx")
-    assert code == 0 and "deu 30, eng 30" in out and "bytes/vector" in out
+    assert code == 0 and "deu 30, eng 30" in out and "bytes/vector" in out and "centred on the corpus mean" in out
     # Not a terminal: a hint is one line, never wrapped in the middle of what to type.
     code, _, err = cli(capsys, "build-index", corpus, "--out", tmp_path / "idx", "--model", tiny_model)
     assert code == 0 and f"{tmp_path / 'idx'} is up to date (pass --overwrite to rebuild it)" in err.splitlines()

@@ -43,7 +43,9 @@ def info_command(
                   f"{', merged on disk' if facts['index']['merged'] else ''}" if p else "-"),
         ("search", (f"nprobe {facts['index']['nprobe']}, re-rank {facts['index']['rerank']} candidates: recall@10 "
                     f"{facts['index']['recall_at_10']:.3f} at calibration" if facts["index"]["recall_at_10"]
-                    else "exact" if p.get("kind") == "flat" else "not calibrated") if p else "-"),
+                    else "exact" if p.get("kind") == "flat" else "not calibrated")
+                   + ("; vectors centred on the corpus mean" if facts["index"]["centred"] else "; plain cosines")
+                   if p else "-"),
         ("disk", ", ".join(f"{k} {v / 2**20:,.1f} MiB" for k, v in facts["bytes"].items())
                  + f" ({facts['bytes_per_vector']} bytes/vector)"),
         ("seconds", ", ".join(f"{k} {v}" for k, v in facts["seconds"].items()) or "-"),
