@@ -166,6 +166,10 @@ def test_eval_cli(tiny_model, tmp_path, capsys, monkeypatch):
                               "--threshold", str(row["threshold"]), "--json"], capsys, monkeypatch)
     again = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and again["at_threshold"]["f1"] == row["f1"] and again["at_threshold"]["mined"] == row["mined"]
+    code, out, err = run_cli(["eval", "bucc", str(folder), "--pair", "xx-en", "--model", str(tiny_model),
+                              "--no-centre", "--json"], capsys, monkeypatch)
+    plain = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and row["centre"] and not plain["centre"] and plain["threshold"] != row["threshold"]
 
     tatoeba = write_tatoeba(tmp_path / "tatoeba")
     code, out, err = run_cli(["eval", "retrieval", str(tatoeba), "--model", str(tiny_model)], capsys, monkeypatch)
