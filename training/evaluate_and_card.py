@@ -3,7 +3,8 @@
     python training/evaluate_and_card.py runs/default/model --data ../shared/data --install emsearch/models/default
 
 Dev figures: FLORES-200 dev retrieval (eng ↔ X, top-1, both directions) for every FLORES language whose code
-normalises to a training language; BUCC-style mining F1 on dev/mining (ratio margin, mode max). The F1-best
+normalises to a training language; BUCC-style mining F1 on dev/mining (ratio margin, mode max, each pair's two
+sides centred on their common mean, as an index of them compares them). The F1-best
 threshold over all four pairs' candidates becomes the bundle's default mining threshold. The card lists the
 training languages with their pair counts, the sources with their licences and attribution lines (Bible
 translations one by one), the compute used and the figures; it is rendered from the run's own files.
@@ -79,8 +80,8 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
            "token table int8 (one fp16 scale per row), other weights fp16 (safetensors); the figures below are "
            "those of these weights."),
         f"- Model id (SHA-256 of the weights, first 16 hex): `{info['model_id']}`.",
-        f"- Default mining threshold (ratio margin, mode max, k=4): **{threshold:.4f}**, chosen as the F1-best "
-        "threshold on the mining dev set.",
+        f"- Default mining threshold (ratio margin, mode max, k=4, vectors centred on the corpus mean as "
+        f"`emsearch build-index` does): **{threshold:.4f}**, chosen as the F1-best threshold on the mining dev set.",
         "",
         "## Training",
         f"- Recipe: `training/default.json` ({train_cfg['steps']} steps planned, {batches(train_cfg)}, "
@@ -96,7 +97,8 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         f"{len(flores.scores)} FLORES languages whose code is a training language: **{flores.average:.1%}**; "
         f"over the {len(rich)} with ≥ 20k training pairs: **{np.mean([s.mean for s in rich]):.1%}**.",
         "",
-        "Mining dev set (BUCC-style, ratio margin, mode max, k=4), at the default threshold:",
+        "Mining dev set (BUCC-style, ratio margin, mode max, k=4, both sides centred on their common mean), at the "
+        "default threshold:",
         "",
         "| pair | precision | recall | F1 | F1-best threshold | best F1 |",
         "|---|---:|---:|---:|---:|---:|",
