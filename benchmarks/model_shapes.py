@@ -6,10 +6,11 @@
     python benchmarks/model_shapes.py --variants ablation-both,teacher-both --teacher-cache runs/teacher --tokenizer 64k=...
     python benchmarks/model_shapes.py --variants v128k-cov1-both,teacher-init-0.07 --teacher-cache runs/teacher
     python benchmarks/model_shapes.py --variants teacher-init-margin0.2,teacher-init-langs8 --teacher-cache runs/teacher
-    python benchmarks/model_shapes.py --variants teacher-init-tok-alpha0.3,teacher-init-0.07 --teacher-cache runs/teacher --tokenizer alpha0.3=...
+    python benchmarks/model_shapes.py --variants teacher-init-tok-alpha0.5,teacher-init-0.07 --teacher-cache runs/teacher --tokenizer alpha0.5=...
 
 The pairs are read once and tokenized once per tokenizer (`shipped` is the default model's 128k vocabulary;
-until 3485ef9 it was the one learnt from 400k sentences at alpha 0.3, which the figures measured before then used; others are named with --tokenizer NAME=PATH: the previous models' 64k and 32k ones are `git show
+until 3485ef9 it was the one learnt from 400k sentences at alpha 0.3, which the figures measured before then used, and
+until bfc369d the one learnt from 1.2M at alpha 0.5; others are named with --tokenizer NAME=PATH: the previous models' 64k and 32k ones are `git show
 118666a:emsearch/models/default/tokenizer.model > /tmp/tok64k.model` and the same at a27a155). Each variant trains from scratch in this
 process at a constant learning rate after warmup, for the same number of steps (--steps: figures that do not
 depend on what else runs on the machine; the CPU minutes each took are reported beside them) or the same process
@@ -81,11 +82,11 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
         "langs8": {"batch_langs": 8}, "margin0.2": {"margin": 0.2}, "margin0.3": {"margin": 0.3},
         "margin0.4": {"margin": 0.4}, "t0.03": {"temperature": 0.03}, "xtr0.5": {"xtr_weight": 0.5, "xtr_pairs": 256},
     }.items()},
-    # The tokenizer's sample on the teacher start: the previous shipped tokenizer (--tokenizer alpha0.3=PATH, from
-    # `git show 09e0390:emsearch/models/default/tokenizer.model`), learnt from 400k sentences at alpha 0.3, against
-    # the shipped one (teacher-init-0.07), learnt from 1.2M at alpha 0.5, as training draws pairs: English, the
-    # side every pair shares, has 6.6x the sentences there (37k), German 4.5x.
-    "teacher-init-tok-alpha0.3": ({}, TEACHER_START, "alpha0.3"),
+    # The tokenizer's sample on the teacher start, against the shipped tokenizer (teacher-init-0.07: 1.2M sentences
+    # at alpha 0.7): --tokenizer alpha0.3=PATH (`git show 09e0390:emsearch/models/default/tokenizer.model`, 400k
+    # sentences at alpha 0.3) and --tokenizer alpha0.5=PATH (the same at bfc369d: 1.2M at alpha 0.5, the sampling
+    # training uses). A higher alpha gives English, the side every pair shares, and the large languages more of it.
+    **{f"teacher-init-tok-{name}": ({}, TEACHER_START, name) for name in ("alpha0.3", "alpha0.5")},
 }
 TEACHER_OPTIONS = ("distill_weight", "teacher_init")
 
