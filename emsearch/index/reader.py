@@ -6,10 +6,11 @@
             print(hit.rank, f"{hit.score:.3f}", hit.lang, hit.text)
 
 Global rows are 0..ntotal-1 in input order (empty texts skipped). Scores are cosines between vectors centred on
-the corpus mean (`ShardedEmbeddings.centred`; plain cosines in an index built without centring). Every approximate index
-(IVF-PQ) returns its `rerank` best candidates re-scored exactly against the stored fp16 vectors, so the scores
-are exact cosines and only membership in the top k is approximate. A language restriction small enough to scan
-(≤ EXACT_SUBSET_ROWS rows) is searched exactly; a larger one through a FAISS ID selector.
+the corpus mean (`ShardedEmbeddings.centred`; plain cosines in an index built without centring). Every
+approximate index (IVF-PQ) returns its `rerank` best candidates re-scored exactly against the stored fp16
+vectors, so the scores are exact cosines and only membership in the top k is approximate. A language
+restriction small enough to scan (≤ EXACT_SUBSET_ROWS rows) is searched exactly; a larger one through a FAISS ID
+selector.
 """
 
 from __future__ import annotations
