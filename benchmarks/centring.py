@@ -27,10 +27,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from emsearch.encoder import Encoder
-from emsearch.evaluate import BuccReport, best_f1, load_multiway, read_bucc, top1_accuracy
+from emsearch.evaluate import bucc_vectors, load_multiway, read_bucc, shared_threshold, top1_accuracy
 from emsearch.index.shards import centred
 from emsearch.languages import UnknownLanguageError, normalize_lang
-from emsearch.search.mining import exact_knn, mine
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PAIRS = ("de-en", "fr-en", "ru-en", "zh-en")
@@ -93,7 +92,7 @@ def main() -> None:
                 **{f"train-lir{r}": (fixed_mean, directions[:r]) for r in map(int, filter(None, args.lir.split(",")))}}
 
     bucc = {p: read_bucc(args.data / "dev/mining", p) for p in PAIRS}
-    bucc_vectors = {p: (encoder.encode(d.src_texts), encoder.encode(d.tgt_texts)) for p, d in bucc.items()}
+    mining_vectors = {p: (encoder.encode(d.src_texts), encoder.encode(d.tgt_texts)) for p, d in bucc.items()}
     flores = load_multiway(args.data / "dev/retrieval/flores_dev.parquet")
     ids = sorted(flores["eng_Latn"])
     english = encoder.encode([flores["eng_Latn"][i] for i in ids])
@@ -109,12 +108,9 @@ def main() -> None:
 
     for name, fixed in variants.items():
         reports = []
-        for pair, (x, y) in bucc_vectors.items():
-            x, y = transform(name if fixed is None else "train", x, y, fixed)
-            pairs = mine(*exact_knn(x, y, 4), *exact_knn(y, x, 4))
-            reports.append(BuccReport(pair, len(bucc[pair].gold), len(pairs), best_f1(bucc[pair], pairs), "ratio",
-                                      "max", 4, bucc[pair], pairs))
-        threshold = max({r.best_threshold for r in reports}, key=lambda t: sum(r.f1_at(t) for r in reports))
+        for pair, (x, y) in mining_vectors.items():
+            reports.append(bucc_vectors(bucc[pair], *transform(name if fixed is None else "train", x, y, fixed)))
+        threshold = shared_threshold(reports)
         accuracy = {}
         for label, xq in flores_vectors.items():
             a, b = transform(name if fixed is None else "train", xq, english, fixed)

@@ -329,5 +329,18 @@ def bucc(encoder, folder: str | Path, pair: str, *, k: int = 4, margin: str = "r
     if centre:
         mean = np.concatenate([x, y]).mean(0)
         x, y = centred(x, mean), centred(y, mean)
+    return bucc_vectors(data, x, y, k=k, margin=margin, mode=mode)
+
+
+def bucc_vectors(data: BuccSet, x: np.ndarray, y: np.ndarray, *, k: int = 4, margin: str = "ratio",
+                 mode: str = "max") -> BuccReport:
+    """Mine a task from given vectors of its two sides (rows in file order), compared as they are."""
     pairs = mine(*exact_knn(x, y, k), *exact_knn(y, x, k), margin=margin, mode=mode)
-    return BuccReport(pair, len(data.gold), len(pairs), best_f1(data, pairs), margin, mode, k, data, pairs)
+    return BuccReport(data.pair, len(data.gold), len(pairs), best_f1(data, pairs), margin, mode, k, data, pairs)
+
+
+def shared_threshold(reports: Sequence[BuccReport]) -> float:
+    """One threshold for several pairs: the one that maximises their summed F1, searched over each pair's own
+    F1-best threshold."""
+    candidates = sorted({r.best_threshold for r in reports})
+    return max(candidates, key=lambda t: sum(r.f1_at(t) for r in reports))

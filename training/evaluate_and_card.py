@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from emsearch.encoder import WEIGHT_FORMATS, Encoder
-from emsearch.evaluate import bucc, retrieval_accuracy
+from emsearch.evaluate import bucc, retrieval_accuracy, shared_threshold
 from emsearch.languages import UnknownLanguageError, normalize_lang
 
 SOURCES = """\
@@ -42,12 +42,6 @@ PAIRS = ("de-en", "fr-en", "ru-en", "zh-en")
 def flores_scores(encoder: Encoder, data: Path, trained: dict[str, int]):
     path = data / "dev/retrieval/flores_dev.parquet"
     return retrieval_accuracy(encoder, path, langs=[lang for lang in trained if lang != "eng"])
-
-
-def pick_threshold(reports) -> float:
-    """The threshold that maximises the F1 summed over pairs, searched over every pair's own best threshold."""
-    candidates = sorted({r.best_threshold for r in reports})
-    return max(candidates, key=lambda t: sum(r.f1_at(t) for r in reports))
 
 
 def bible_lines(data: Path) -> list[str]:
@@ -210,7 +204,7 @@ def main() -> None:
     trained = encoder.info["languages"]
     flores = flores_scores(encoder, args.data, trained)
     buccs = [bucc(encoder, args.data / "dev/mining", pair) for pair in PAIRS]
-    threshold = pick_threshold(buccs)
+    threshold = shared_threshold(buccs)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     train_cfg = json.loads((run / "train_config.json").read_text())
     card = render_card(encoder.info, train_cfg, log, flores, buccs, threshold, trained, args.data, args.weights)
