@@ -83,6 +83,19 @@ def test_contents_round_trip(flat, tiny_model, corpus):
     np.testing.assert_allclose(flat.vectors_of(stored[:50]), expected, atol=1e-5)
 
 
+def test_a_damaged_centre_is_refused_on_open(flat, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(flat.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["index"]["centre"] = manifest["index"]["centre"][:-1]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexOpenError, match="the recorded centre has 63 values for vectors of dimension 64"):
+        Index.open(copy)
+
+
 def test_an_uncentred_build_compares_the_model_vectors(tiny_model, corpus, tmp_path):
     with _build(tiny_model, corpus, tmp_path / "raw", centre=False) as raw:
         assert not raw.centred and raw.manifest.index.centre is None

@@ -100,6 +100,9 @@ class ShardedEmbeddings:
         self.dim = dim
         self.mmap = mmap
         self.centre = None if centre is None else np.asarray(centre, dtype=np.float32)
+        if self.centre is not None and self.centre.shape != (dim,):
+            raise EmsearchError(f"{root}: the recorded centre has {self.centre.size} values for vectors of dimension "
+                                f"{dim} (a damaged manifest); rerun emsearch build-index with the same input")
         self.parts = [load_shard(root, s, dim) for s in self.shards]  # validated here; untouched maps cost nothing
         if not mmap:
             self.parts = []
