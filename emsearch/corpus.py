@@ -39,6 +39,18 @@ class CorpusError(EmsearchError):
     """Input that cannot be indexed: the message names the file, the line or column, and the fix."""
 
 
+def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number from 1, decoded line without its newline) of a UTF-8 text file; invalid UTF-8 is an error
+    naming the line."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                yield lineno, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise CorpusError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start}); "
+                                  "re-encode the file as UTF-8") from None
+
+
 @dataclass(frozen=True)
 class CorpusSpec:
     """Where the text, language and id of each row are."""
@@ -177,19 +189,9 @@ class Corpus:
         except pa.ArrowException as e:
             raise CorpusError(f"{self.path} near row {position}: unreadable ({e})") from None
 
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        """(line number from 1, decoded line without its newline); invalid UTF-8 is an error naming the line."""
-        with open(self.path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                try:
-                    yield lineno, raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as e:
-                    raise CorpusError(f"{self.path}:{lineno}: not valid UTF-8 (byte {e.start}); "
-                                      "re-encode the file as UTF-8") from None
-
     def _jsonl(self, with_langs: bool) -> Iterator[tuple[int, dict[str, Any], str]]:
         position = 0
-        for lineno, line in self._lines():
+        for lineno, line in text_lines(self.path):
             if not line.strip():
                 continue
             where = f"{self.path}:{lineno}"
@@ -205,7 +207,7 @@ class Corpus:
             position += 1
 
     def _tsv(self, with_langs: bool) -> Iterator[tuple[int, dict[str, Any], str]]:
-        lines = self._lines()
+        lines = text_lines(self.path)
         header = next(lines, None)
         if header is None:
             raise CorpusError(f"{self.path}: the file is empty")
@@ -223,5 +225,5 @@ class Corpus:
             position += 1
 
     def _lines_as_records(self, with_langs: bool) -> Iterator[tuple[int, dict[str, Any], str]]:
-        for lineno, line in self._lines():
+        for lineno, line in text_lines(self.path):
             yield lineno - 1, {self.spec.text_column: line}, f"{self.path}:{lineno}"

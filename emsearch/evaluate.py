@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from emsearch.corpus import text_lines
 from emsearch.errors import EmsearchError
 from emsearch.index.shards import centred
 from emsearch.languages import UnknownLanguageError, normalize_lang
@@ -104,21 +105,9 @@ def retrieval_accuracy(encoder, path: str | Path, langs: Sequence[str] | None = 
     return RetrievalReport(pivot_label, scores)
 
 
-def read_text_lines(path: str | Path) -> list[str]:
-    """One sentence per line, UTF-8 (invalid bytes are an error naming the line)."""
-    lines = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                lines.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError:
-                raise EmsearchError(f"{path}:{lineno}: not valid UTF-8; re-encode the file as UTF-8") from None
-    return lines
-
-
 def paired_accuracy(encoder, src_path: str | Path, tgt_path: str | Path, label: str | None = None) -> LangScore:
     """Top-1 accuracy both ways between two line-aligned text files (line i of one translates line i of the other)."""
-    src, tgt = read_text_lines(src_path), read_text_lines(tgt_path)
+    src, tgt = ([line for _, line in text_lines(p)] for p in (src_path, tgt_path))
     if len(src) != len(tgt):
         raise EmsearchError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: paired files must align")
     if not src:
@@ -230,7 +219,7 @@ class BuccReport:
 def read_id_tsv(path: Path) -> tuple[list[str], list[str]]:
     """Lines `id<TAB>sentence` → (ids, sentences); a line without a tab or a repeated id is an error."""
     ids, texts = [], []
-    for lineno, line in enumerate(read_text_lines(path), 1):
+    for lineno, line in text_lines(path):
         if not line:
             continue
         key, tab, text = line.partition("\t")
@@ -269,7 +258,7 @@ def read_bucc(folder: str | Path, pair: str) -> BuccSet:
     tgt_ids, tgt_texts = read_id_tsv(bucc_file(folder, pair, tgt))
     gold_path = bucc_file(folder, pair, "gold")
     gold = set()
-    for lineno, line in enumerate(read_text_lines(gold_path), 1):
+    for lineno, line in text_lines(gold_path):
         if line:
             a, tab, b = line.partition("\t")
             if not tab:

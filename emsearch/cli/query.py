@@ -33,7 +33,7 @@ def query_command(
     strict: bool = typer.Option(False, "--strict", help="With --file: a blank line is an error instead of skipped."),
 ) -> None:
     """Search an index with queries in any language; hits from all shards, merged, best first."""
-    from emsearch.evaluate import read_text_lines
+    from emsearch.corpus import text_lines
     from emsearch.languages import normalize_lang
 
     if (text is None) == (file is None):
@@ -43,7 +43,7 @@ def query_command(
     if file is not None:
         if not file.is_file():
             raise EmsearchError(f"{file}: no such file")
-        lines = read_text_lines(file)
+        lines = [line for _, line in text_lines(file)]
         blank = [i for i, t in enumerate(lines, 1) if not t.strip()]
         if blank and strict:
             raise EmsearchError(f"{file}:{blank[0]}: empty query; remove the blank line(s) or drop --strict")
