@@ -7,11 +7,16 @@
     emsearch.mine("de", "en", "pairs.tsv", index="indexes/news")
 """
 
-from emsearch.index.build import BuildConfig, build_index
-from emsearch.encoder import Encoder
-from emsearch.index import Hit, Index
-from emsearch.languages import normalize_lang
-from emsearch.search.mine import mine
+from emsearch.lazy import lazy_exports
 from emsearch.version import __version__
 
 __all__ = ["BuildConfig", "Encoder", "Hit", "Index", "__version__", "build_index", "mine", "normalize_lang"]
+__getattr__ = lazy_exports(__name__, {
+    "BuildConfig": "emsearch.index.build",
+    "build_index": "emsearch.index.build",
+    "Encoder": "emsearch.encoder",
+    "Hit": "emsearch.index.reader",
+    "Index": "emsearch.index.reader",
+    "normalize_lang": "emsearch.languages",
+    "mine": "emsearch.search.mine",
+})

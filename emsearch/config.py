@@ -19,6 +19,8 @@ from emsearch.errors import EmsearchError
 
 T = TypeVar("T")
 
+ENCODE_BATCH_TOKENS = 16384  # padded tokens per encoding batch (16 MB of token vectors at width 256)
+
 
 class ConfigError(EmsearchError):
     """A JSON config or record whose keys or value types do not fit its dataclass."""

@@ -25,13 +25,12 @@ from safetensors.torch import load_file, save_file
 
 from emsearch.atomic import file_sha256, swap_dir
 from emsearch.errors import EmsearchError
-from emsearch.config import ModelConfig, from_dict
+from emsearch.config import ENCODE_BATCH_TOKENS, ModelConfig, from_dict
 from emsearch.model import EMSEncoder
 from emsearch.progress import bar
 from emsearch.tokenizer import Tokenizer
 
 BUNDLE_FORMAT = "emsearch-ems-1"
-ENCODE_BATCH_TOKENS = 16384  # padded tokens per encoding batch (16 MB of token vectors at width 256)
 DEFAULT_MODEL_DIR = Path(str(resources.files("emsearch").joinpath("models/default")))
 
 

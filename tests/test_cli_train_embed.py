@@ -170,3 +170,11 @@ def test_the_installed_entry_point_prints_one_line_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "emsearch.cli", "embed", str(src), "-o", str(tmp_path / "o.npy"),
                            "--lang", "[/x]"], capture_output=True, text=True, timeout=120)
     assert_one_line_error((proc.returncode, proc.stdout, proc.stderr), "unknown language code '[/x]'")
+
+
+def test_the_command_line_starts_without_torch():
+    """`emsearch --help` stays fast: torch (seconds to import) loads when a command encodes or trains."""
+    code = "import sys, emsearch, emsearch.cli, emsearch.index; print('torch' in sys.modules, emsearch.Index)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "<class", "'emsearch.index.reader.Index'>"]

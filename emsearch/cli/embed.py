@@ -10,8 +10,8 @@ import typer
 
 from emsearch.atomic import atomic_path
 from emsearch.cli.app import app, console
+from emsearch.config import ENCODE_BATCH_TOKENS
 from emsearch.corpus import Corpus, CorpusSpec
-from emsearch.encoder import ENCODE_BATCH_TOKENS, Encoder
 from emsearch.errors import EmsearchError
 
 
@@ -25,6 +25,8 @@ def embed_command(
     batch_tokens: int = typer.Option(ENCODE_BATCH_TOKENS, help="Tokens per encoding batch."),
 ) -> None:
     """Encode sentences into an .npy matrix of unit vectors; an empty line keeps its row (the empty text's vector)."""
+    from emsearch.encoder import Encoder  # torch: imported when the command runs, not for --help
+
     if input.is_dir():
         raise EmsearchError(f"{input} is a directory: give a text, parquet, JSONL or TSV file")
     if not output.parent.is_dir():

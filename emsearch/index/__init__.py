@@ -5,7 +5,13 @@
     → build (the resumable orchestration) → reader (`Index.open(path).search(...)`)
 """
 
-from emsearch.index.manifest import Manifest, resolve_index
-from emsearch.index.reader import Hit, Index, IndexOpenError
+from emsearch.lazy import lazy_exports
 
 __all__ = ["Hit", "Index", "IndexOpenError", "Manifest", "resolve_index"]
+__getattr__ = lazy_exports(__name__, {
+    "Hit": "emsearch.index.reader",
+    "Index": "emsearch.index.reader",
+    "IndexOpenError": "emsearch.index.reader",
+    "Manifest": "emsearch.index.manifest",
+    "resolve_index": "emsearch.index.manifest",
+})

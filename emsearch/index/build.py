@@ -29,21 +29,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from emsearch.config import ENCODE_BATCH_TOKENS
 from emsearch.corpus import Corpus, CorpusSpec
-from emsearch.encoder import ENCODE_BATCH_TOKENS, Encoder
 from emsearch.errors import EmsearchError
 from emsearch.index import manifest as mf
 from emsearch.index.build_faiss import build_faiss
 from emsearch.index.choice import choose_index
 from emsearch.index.encode_stage import encode_shards
 from emsearch.index.manifest import BuildRecord, Counts, InputRecord, Manifest, ManifestError, ModelRecord, Requested
-from emsearch.index.runners import make_runner
 from emsearch.index.store import Store
 from emsearch.index.verify import verify_index
 from emsearch.progress import stage
+
+if TYPE_CHECKING:
+    from emsearch.encoder import Encoder
 
 class BuildError(EmsearchError):
     """The output directory cannot take this build (another index, not an index, inconsistent state)."""
@@ -85,6 +88,8 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     e.g. one answering with given vectors); it encodes in-process (worker processes and Ray actors load
     `cfg.model` themselves).
     """
+    from emsearch.encoder import Encoder  # torch: imported when a build starts, so that the CLI starts fast
+
     say = console.print if console is not None else (lambda *a, **k: None)
     if cfg.shard_size < 1 or cfg.window_rows < 1 or cfg.workers < 0:
         raise BuildError("--shard-size and the window size must be at least 1, --workers at least 0")
@@ -118,6 +123,8 @@ def _build(cfg: BuildConfig, out: Path, corpus: Corpus, encoder: Encoder, n: int
 
     t0 = time.perf_counter()
     before = [(s.start, s.sha256) for s in manifest.shards]
+    from emsearch.index.runners import make_runner
+
     runner = make_runner(encoder, cfg.model, cfg.workers, cfg.batch_tokens, ray=cfg.ray, ray_address=cfg.ray_address)
     manifest = encode_shards(out, corpus, runner, manifest, shard_size=cfg.shard_size, window_rows=cfg.window_rows,
                              console=console)

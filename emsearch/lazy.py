@@ -1,0 +1,22 @@
+"""Public names of a package imported on first use (PEP 562), so that `import emsearch` and the CLI that imports
+it start without loading torch and FAISS (a second or more on a small machine)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
+    """The module `__getattr__` of `package`: `exports` maps each public name to the module that defines it."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(exports[name]), name)
+        setattr(sys.modules[package], name, value)  # later lookups skip this function
+        return value
+
+    return __getattr__
