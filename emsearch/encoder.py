@@ -26,12 +26,19 @@ from safetensors.torch import load_file, save_file
 from emsearch.atomic import file_sha256, swap_dir
 from emsearch.errors import EmsearchError
 from emsearch.config import ENCODE_BATCH_TOKENS, ModelConfig, from_dict
+from emsearch.languages import normalize_lang
 from emsearch.model import EMSEncoder
 from emsearch.progress import bar
 from emsearch.tokenizer import Tokenizer
 
 BUNDLE_FORMAT = "emsearch-ems-1"
 DEFAULT_MODEL_DIR = Path(str(resources.files("emsearch").joinpath("models/default")))
+
+
+def language_pair(a: str, b: str) -> str:
+    """Key of a language pair in a bundle's `mining_thresholds`: both codes normalised, sorted ("deu-eng"); the
+    ratio margin scores a pair alike in both directions."""
+    return "-".join(sorted((normalize_lang(a), normalize_lang(b))))
 
 
 class ModelLoadError(EmsearchError):
@@ -113,9 +120,10 @@ class Encoder:
     def model_id(self) -> str:
         return self.info["model_id"]
 
-    @property
-    def mining_threshold(self) -> float | None:
-        return self.info.get("mining_threshold")
+    def mining_threshold(self, src: str, tgt: str) -> float | None:
+        """Default threshold (ratio margin) for mining src↔tgt: the pair's own, set on its dev gold, where the
+        bundle has one, else the one shared by all pairs; None when the bundle has neither."""
+        return self.info.get("mining_thresholds", {}).get(language_pair(src, tgt), self.info.get("mining_threshold"))
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None) -> Encoder:

@@ -141,6 +141,26 @@ def test_cli_threshold_default_from_bundle_and_override(toy, tiny_model, tmp_pat
     assert scores and min(scores) >= 1.003
 
 
+def test_a_pair_with_its_own_bundle_threshold_is_mined_at_it(toy, tiny_model, tmp_path, capsys, monkeypatch):
+    """The bundle's threshold for de-en (in either direction, any code form) wins over the shared one."""
+    from emsearch.encoder import Encoder
+
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_model, bundle)
+    info = json.loads((bundle / "config.json").read_text())
+    info.update(mining_threshold=1e9, mining_thresholds={"deu-eng": 1.003})
+    (bundle / "config.json").write_text(json.dumps(info))
+    encoder = Encoder.load(bundle)
+    assert encoder.mining_threshold("en", "deu_Latn") == encoder.mining_threshold("de", "eng") == 1.003
+    assert encoder.mining_threshold("fr", "en") == 1e9
+    out = tmp_path / "pairs.tsv"
+    code, _, err = run_cli(["mine", "--src", "en", "--tgt", "de", "--index", str(toy.path), "--model", str(bundle),
+                            "-o", str(out)], capsys, monkeypatch)
+    assert code == 0, err
+    scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
+    assert scores and min(scores) >= 1.003 and "threshold 1.003 from the model bundle" in err
+
+
 def test_the_bundle_threshold_needs_a_centred_index(tiny_model, tmp_path, capsys, monkeypatch):
     """The model's threshold was set on margins between centred vectors: an uncentred index (built before
     centring, or with --no-centre) asks for an explicit one."""

@@ -23,7 +23,8 @@ def mine_command(
     format: Optional[str] = typer.Option(None, "--format", help="parquet or tsv; default: tsv for a .tsv output, "
                                                                 "else parquet."),
     threshold: Optional[float] = typer.Option(None, help="Keep pairs scoring at least this; default: the model's "
-                                                         "mining threshold (ratio margin), else keep all."),
+                                                         "mining threshold for the pair (ratio margin), else keep "
+                                                         "all."),
     k: int = typer.Option(MineConfig.k, help="Neighbours per sentence for the margin."),
     margin: str = typer.Option(MineConfig.margin, help="Margin: ratio, distance or absolute."),
     mode: str = typer.Option(MineConfig.mode, help="Retrieval mode: max, fwd, bwd or intersect."),

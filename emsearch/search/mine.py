@@ -78,17 +78,18 @@ class MineResult:
     threshold: float | None  # the threshold applied (None: every mined pair kept)
 
 
-def default_threshold(threshold: float | None, margin: str, *indexes) -> float | None:
-    """`threshold` if given; else the model bundle's mining threshold, which is calibrated for the ratio margin
-    between centred vectors (an index built with centring)."""
-    if threshold is not None or margin != "ratio" or indexes[0].encoder.mining_threshold is None:
+def default_threshold(threshold: float | None, cfg: MineConfig, *indexes) -> float | None:
+    """`threshold` if given; else the model bundle's mining threshold for the pair, which is calibrated for the
+    ratio margin between centred vectors (an index built with centring)."""
+    bundle = indexes[0].encoder.mining_threshold(cfg.src, cfg.tgt)
+    if threshold is not None or cfg.margin != "ratio" or bundle is None:
         return threshold
     for index in indexes:
         if not index.centred:
             raise EmsearchError(f"{index.path} compares uncentred vectors (built without centring), so the model's "
                                 "mining threshold does not fit it: give --threshold, or rebuild the index with "
                                 "emsearch build-index (its embeddings are reused)")
-    return indexes[0].encoder.mining_threshold
+    return bundle
 
 
 def job_key(src_index, tgt_index, cfg: MineConfig) -> dict:
@@ -264,8 +265,8 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
 
     The two sides live in one `index` (a path, a name under indexes/, or None for the only index there), or in
     `src_index` and `tgt_index`, which must hold vectors of the same model. `threshold` defaults to the model
-    bundle's mining threshold (set for the ratio margin), else every mined pair is kept; `format` defaults to
-    tsv for a .tsv output, else parquet.
+    bundle's mining threshold for the pair (set for the ratio margin), else every mined pair is kept; `format`
+    defaults to tsv for a .tsv output, else parquet.
     """
     from emsearch.index.manifest import resolve_index
     from emsearch.index.reader import Index
@@ -284,6 +285,6 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
             b = a
         else:  # the same model, or an IndexOpenError
             b = stack.enter_context(Index.open(resolve_index(tgt_index), a.encoder))
-        cfg = replace(cfg, threshold=default_threshold(threshold, margin, a, b))
+        cfg = replace(cfg, threshold=default_threshold(threshold, cfg, a, b))
         return mine_to_file(a, b, cfg, output, fmt, console=console)
 
