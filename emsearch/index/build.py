@@ -48,6 +48,7 @@ from emsearch.progress import stage
 if TYPE_CHECKING:
     from emsearch.encoder import Encoder
 
+
 class BuildError(EmsearchError):
     """The output directory cannot take this build (another index, not an index, inconsistent state)."""
 
@@ -107,6 +108,8 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
 
 def _build(cfg: BuildConfig, out: Path, corpus: Corpus, encoder: Encoder, n: int, scan_seconds: float,
            console: Console | None, say) -> Manifest:
+    from emsearch.index.runners import make_runner  # torch, like the encoder: loaded when a build runs
+
     manifest = _prepare(out, _new_manifest(cfg, corpus, encoder, n), cfg.overwrite, say)
     if manifest.complete and manifest.index and manifest.index.requested == _requested(cfg):
         verdict = verify_index(out, manifest)
@@ -123,8 +126,6 @@ def _build(cfg: BuildConfig, out: Path, corpus: Corpus, encoder: Encoder, n: int
 
     t0 = time.perf_counter()
     before = [(s.start, s.sha256) for s in manifest.shards]
-    from emsearch.index.runners import make_runner
-
     runner = make_runner(encoder, cfg.model, cfg.workers, cfg.batch_tokens, ray=cfg.ray, ray_address=cfg.ray_address)
     manifest = encode_shards(out, corpus, runner, manifest, shard_size=cfg.shard_size, window_rows=cfg.window_rows,
                              console=console)
