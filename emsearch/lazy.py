@@ -1,5 +1,5 @@
-"""Public names of a package imported on first use (PEP 562), so that `import emsearch` and the CLI that imports
-it start without loading torch and FAISS (a second or more on a small machine)."""
+"""Public names of a package imported on first use (PEP 562): `import emsearch` starts without torch and FAISS,
+and the CLI without torch (seconds on a small machine), which loads when a command encodes or trains."""
 
 from __future__ import annotations
 
