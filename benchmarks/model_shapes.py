@@ -46,8 +46,8 @@ MINING_PAIRS = ("de-en", "fr-en", "ru-en", "zh-en")
 CJK = ("zho_Hans", "zho_Hant", "yue_Hant", "jpn_Jpan", "kor_Hang")  # the scripts a tokenizer's coverage decides
 
 # Every variant starts from this run: cpu-bag's shape, contrastive only, 1024-pair batches, lr 3e-3 (SparseAdam).
-BASE = dict(lr=3e-3, warmup=100, min_lr_ratio=1.0, temperature=0.05, alpha=0.5, xtr_weight=0.0,
-            contrastive_weight=1.0, batch_pairs=1024)
+BASE = dict(lr=3e-3, warmup=100, min_lr_ratio=1.0, temperature=0.05, margin=0.0, alpha=0.5, xtr_weight=0.0,
+            xtr_pairs=0, contrastive_weight=1.0, batch_pairs=1024)
 SHIPPED = dict(margin=0.1)  # the shipped recipe's loss on top of BASE (its batches are 2048 pairs; XTR per variant)
 TEACHER_START = {**SHIPPED, "xtr_weight": 0.2, "xtr_pairs": 64, "teacher_init": 0.07}  # the shipped recipe at 600 steps
 # name → (model shape overrides, training overrides, tokenizer name)

@@ -96,7 +96,7 @@ def bench_preset(name: str, args: argparse.Namespace, steps: int) -> dict:
     else:
         data = synthetic_dataset(cfg, args.pairs, args.min_len, args.max_len, args.seed)
     cfg = replace(cfg, n_langs=len(data.languages))
-    train_cfg = TrainConfig(batch_tokens=args.batch_tokens)
+    train_cfg = TrainConfig(batch_tokens=args.batch_tokens, batch_pairs=0, alpha=0.3)
     torch.manual_seed(args.seed)
     trainee = Trainee(EMSEncoder(cfg), EMSHeads(cfg), data.languages.index("eng")).train()
     opts = make_optimizers(trainee, train_cfg)

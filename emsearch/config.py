@@ -74,44 +74,48 @@ PRESETS: dict[str, ModelConfig] = {
 class TokenizerConfig:
     """SentencePiece training: temperature-sampled multilingual text, byte fallback, NFKC."""
 
-    vocab_size: int = 32000
+    vocab_size: int = 128000  # a training run sets it to its model's vocab_size
     model_type: str = "unigram"
     lowercase: bool = True  # EMS lowercases; applied inside the SentencePiece normaliser
-    alpha: float = 0.3  # language sampling temperature, p ∝ n^alpha
-    sample_sentences: int = 400_000
-    character_coverage: float = 0.9995
+    alpha: float = 0.7  # language sampling temperature, p ∝ n^alpha
+    sample_sentences: int = 1_200_000
+    character_coverage: float = 1.0  # every character of the sample gets a piece: no language's script is cut
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Everything that decides the result is here, so a run is reproduced from its JSON."""
+    """One training run. Everything that decides the result is here, so a run is reproduced from its JSON.
+
+    The defaults are the shipped model's recipe (training/default.json) without its data, dev file and teacher:
+    `emsearch train --data pairs.parquet` trains the default shape the way it was trained.
+    """
 
     data: tuple[str, ...] = ()  # parquet (lang, text, eng) or TSV (lang<TAB>text<TAB>eng) files
     out: str = "runs/ems"
-    preset: str = "cpu-small"
+    preset: str = "cpu-bag"
     model: ModelConfig | None = None  # overrides `preset` when given
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     tokenizer_path: str | None = None  # reuse a trained SentencePiece model instead of training one
-    steps: int = 20000
-    batch_tokens: int = 4096  # tokens per side per batch (padding included), for length-bucketed batches
-    batch_pairs: int = 0  # > 0: batches of this many pairs in random order instead (in-batch negatives)
+    steps: int = 7000
+    batch_tokens: int = 4096  # with batch_pairs = 0: tokens per side per batch (padding included), length-bucketed
+    batch_pairs: int = 2048  # > 0: batches of this many pairs in random order (in-batch negatives); 0: batch_tokens
     batch_langs: int = 0  # > 0 (with batch_pairs): each batch draws from about this many languages (hard negatives)
-    lr: float = 5e-4
+    lr: float = 3e-3
     min_lr_ratio: float = 0.1
-    warmup: int = 500
+    warmup: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    temperature: float = 0.1  # contrastive softmax temperature
-    margin: float = 0.0  # additive margin on the true pair's cosine in the contrastive loss
-    xtr_weight: float = 1.0
-    xtr_pairs: int = 0  # > 0: XTR on the first N pairs of each batch only (its cost grows with the batch vocabulary)
-    contrastive_weight: float = 2.0
-    alpha: float = 0.3  # language sampling temperature for training batches
+    temperature: float = 0.05  # contrastive softmax temperature
+    margin: float = 0.1  # additive margin on the true pair's cosine in the contrastive loss
+    xtr_weight: float = 0.2
+    xtr_pairs: int = 64  # > 0: XTR on the first N pairs of each batch only (its cost grows with the batch vocabulary)
+    contrastive_weight: float = 1.0
+    alpha: float = 1.3  # language sampling temperature for training batches
     max_length_ratio: float = 3.0  # drop pairs whose token lengths differ more than this (after +8 smoothing)
     seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 50
+    checkpoint_every: int = 1000
+    log_every: int = 100
     eval_every: int = 1000
     eval_file: str | None = None  # multi-way parquet (id, lang, text) for retrieval accuracy
     eval_langs: tuple[str, ...] = ()  # languages of eval_file to score; empty = those seen in training

@@ -1,6 +1,6 @@
 """One shared SentencePiece vocabulary for every language: training it, and turning text into token ids.
 
-The training sample is drawn per language with p ∝ n^alpha (alpha≈0.3, as in XLM), so a language with 500
+The training sample is drawn per language with p ∝ n^alpha (alpha < 1, as in XLM), so a language with 500
 sentences still gets pieces of its own next to one with 40,000. Byte fallback means no input is ever <unk>.
 """
 

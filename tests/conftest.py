@@ -40,9 +40,10 @@ def write_pairs(path: Path, n: int, seed: int = 0, lang: str = "deu") -> Path:
 def tiny_config(tmp: Path, data: Path, steps: int = 150, **overrides) -> TrainConfig:
     cfg = TrainConfig(
         data=(str(data),), out=str(tmp / "run"), model=PRESETS["tiny"],
-        tokenizer=TokenizerConfig(vocab_size=400, sample_sentences=4000, model_type="bpe"),
-        steps=steps, batch_tokens=1024, lr=2e-3, warmup=20, checkpoint_every=50, log_every=10,
-        threads=1,
+        tokenizer=TokenizerConfig(vocab_size=400, sample_sentences=4000, model_type="bpe", alpha=0.3,
+                                  character_coverage=0.9995),
+        steps=steps, batch_tokens=1024, batch_pairs=0, lr=2e-3, warmup=20, checkpoint_every=50, log_every=10,
+        temperature=0.1, margin=0.0, xtr_weight=1.0, xtr_pairs=0, contrastive_weight=2.0, alpha=0.3, threads=1,
     )
     return TrainConfig(**{**cfg.__dict__, **overrides})
 

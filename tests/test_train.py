@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 import emsearch.train as train_module
-from emsearch.config import PRESETS
+from emsearch.config import PRESETS, TrainConfig, load_json
 from emsearch.encoder import Encoder
 from emsearch.errors import EmsearchError
 from emsearch.evaluate import top1_accuracy
@@ -167,3 +167,16 @@ def test_sigterm_checkpoints_like_ctrl_c(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) is before
     state = json.loads((tmp_path / "run" / "run" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 5
+
+
+def test_the_default_config_is_the_shipped_recipe():
+    """`emsearch train --data X` with no recipe trains the default model's way: every setting of
+    training/default.json except its files and teacher is a default."""
+    path = Path(__file__).parents[1] / "training" / "default.json"
+    recipe, shipped = json.loads(path.read_text()), load_json(TrainConfig, path)
+    local = {"data", "out", "eval_file", "teacher_cache", "teacher_init", "threads", "tokenizer"}
+    assert set(recipe) - local, "the recipe sets nothing to compare"
+    for name in set(recipe) - local:
+        assert getattr(TrainConfig(), name) == getattr(shipped, name), name
+    for name in recipe["tokenizer"]:
+        assert getattr(TrainConfig().tokenizer, name) == getattr(shipped.tokenizer, name), f"tokenizer.{name}"

@@ -21,9 +21,10 @@ def train_command(
     out: Optional[Path] = typer.Option(None, help="Run directory (checkpoints, log.jsonl, model/)."),
     preset: Optional[str] = typer.Option(None, help=f"Model shape: {', '.join(PRESETS)}."),
     steps: Optional[int] = typer.Option(None, help="Optimiser steps."),
-    batch_tokens: Optional[int] = typer.Option(None, help="Tokens per side per batch (length-bucketed batches)."),
-    batch_pairs: Optional[int] = typer.Option(None, help="Pairs per batch in random order instead of a token budget "
-                                              "(bag models: more in-batch negatives); 0 = token budget."),
+    batch_tokens: Optional[int] = typer.Option(None, help="Tokens per side per batch: length-bucketed batches "
+                                               "instead of a number of pairs (transformer presets)."),
+    batch_pairs: Optional[int] = typer.Option(None, help="Pairs per batch in random order: the in-batch negatives "
+                                              "(default 2048); 0 = batches by --batch-tokens."),
     init_from: Optional[Path] = typer.Option(None, help="Model bundle whose tokenizer and token embeddings start "
                                              "this run (a staged recipe: blocks over trained embeddings)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
@@ -42,6 +43,8 @@ def train_command(
                  "init_from": str(init_from) if init_from else None, "lr": lr, "seed": seed,
                  "eval_file": str(eval_file) if eval_file else None, "xtr_weight": xtr_weight,
                  "contrastive_weight": contrastive_weight}
+    if batch_tokens is not None and batch_pairs is None:
+        overrides["batch_pairs"] = 0  # a token budget asked for is a token budget used
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if preset is not None:
         cfg = replace(cfg, model=None)
