@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import signal
 import threading
 import time
@@ -132,6 +133,17 @@ def _distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
+def _machine(device: torch.device, world: int) -> str:
+    """What the run trains on, for the model card: the GPU model, or the CPU model and its threads."""
+    count = f"{world} × " if world > 1 else ""
+    if device.type == "cuda":
+        return f"{count}{torch.cuda.get_device_name(device)}, bf16 autocast"
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+             if line.startswith("model name")]
+    return f"{count}{torch.get_num_threads()} threads of {names[0] if names else platform.machine()}, fp32"
+
+
 def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     """Validate what can be checked before minutes of reading data; on resume, the recorded config wins."""
     if resume:
@@ -236,7 +248,8 @@ def step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
 
 def export(run: Run) -> Path:
     """The encoder bundle of the run so far, in OUT/model."""
-    info = {"languages": dict(run.data.counts), "train_steps": run.state["step"]}
+    info = {"languages": dict(run.data.counts), "train_steps": run.state["step"],
+            "trained_on": _machine(run.device, run.world)}
     if run.data.teacher is not None:
         info["teacher_pairs"] = round(run.data.teacher_share, 4)
     path = Encoder(run.trainee.encoder, run.tokenizer, info, device=str(run.device)).save(run.out / "model")

@@ -30,6 +30,7 @@ def test_tiny_training_learns_cross_lingual_retrieval(tiny_model):
     enc = Encoder.load(tiny_model)
     accuracy = top1_accuracy(enc.encode(other), enc.encode(eng))
     assert accuracy > 0.8, accuracy  # chance is 1/200
+    assert "threads of" in enc.info["trained_on"]  # the model card says what the minutes were spent on
 
 
 def test_contrastive_objective_alone_learns(tmp_path):

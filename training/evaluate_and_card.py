@@ -85,7 +85,7 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         f"lr {train_cfg['lr']}, language sampling alpha {train_cfg['alpha']}, seed {train_cfg['seed']}).",
         f"- Objectives: {objectives(train_cfg)}. {teacher_line(train_cfg, info)}",
         f"- Compute: {info.get('train_steps', last.get('step'))} steps, "
-        f"{last.get('elapsed', 0) / 60:.0f} minutes on a 2-core x86-64 CPU (AVX-512), fp32.",
+        f"{last.get('elapsed', 0) / 60:.0f} minutes on {info.get('trained_on', 'an unrecorded machine')}.",
         f"- {len(trained) - ('eng' in trained)} languages paired with English, "
         f"{sum(v for k, v in trained.items() if k != 'eng'):,} pairs; pairs per language below.",
         "",
