@@ -35,7 +35,7 @@ from emsearch.data import PairDataset, read_pairs
 from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
 from emsearch.evaluate import bucc, retrieval_accuracy
 from emsearch.model import EMSEncoder, EMSHeads
-from emsearch.teacher import TeacherVectors
+from emsearch.teacher import TeacherVectors, load_piece_vectors
 from emsearch.tokenizer import Tokenizer
 from emsearch.start import teacher_start
 from emsearch.train import Run, Trainee, make_optimizers, step
@@ -100,7 +100,7 @@ def train_variant(data: PairDataset, tokenizer: Tokenizer, shape: dict, override
     torch.manual_seed(cfg.seed)
     trainee = Trainee(EMSEncoder(model), EMSHeads(model), data.languages.index("eng"))
     if cfg.teacher_init:
-        teacher_start(trainee.encoder, teacher_cache, tokenizer, cfg.teacher_init)
+        teacher_start(trainee.encoder, load_piece_vectors(teacher_cache, tokenizer.path), cfg.teacher_init)
     run = Run(cfg, Path("runs/model-shapes"), data, tokenizer, trainee, trainee, make_optimizers(trainee, cfg),
               torch.device("cpu"), 0, 1, [], print)
     stream = data.stream(seed=cfg.seed, alpha=cfg.alpha, batch_tokens=cfg.batch_tokens,

@@ -11,6 +11,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
@@ -18,7 +19,7 @@ from safetensors.torch import load_file
 from emsearch.config import ConfigError, ModelConfig, TrainConfig
 from emsearch.encoder import unpack_weights
 from emsearch.model import EMSEncoder
-from emsearch.teacher import load_piece_vectors, piece_start
+from emsearch.teacher import piece_start, teacher_han_words
 from emsearch.tokenizer import Tokenizer, train_tokenizer
 
 
@@ -37,8 +38,10 @@ def run_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, ra
                 by_lang.setdefault(lang, []).append(text)
             by_lang.setdefault("eng", []).extend(sorted(set(pairs.eng)))
             tok_cfg = replace(cfg.tokenizer, vocab_size=model_cfg.vocab_size)
-            say(f"training a {tok_cfg.vocab_size}-piece SentencePiece model")
-            train_tokenizer(by_lang, tok_cfg, path)
+            words = teacher_han_words(tok_cfg.teacher_words) if tok_cfg.teacher_words else []
+            say(f"training a {tok_cfg.vocab_size}-piece SentencePiece model"
+                + (f" ({len(words):,} of them the teacher's Han words)" if words else ""))
+            train_tokenizer(by_lang, tok_cfg, path, words)
         if world > 1:
             dist.barrier()
     return Tokenizer(path, model_cfg.max_len)
@@ -57,13 +60,13 @@ def bundle_start(encoder: EMSEncoder, bundle: str, say) -> None:
     say(f"token embeddings from {bundle} ({', '.join(taken)})")
 
 
-def teacher_start(encoder: EMSEncoder, cache: str | Path, tokenizer: Tokenizer, std: float) -> int:
-    """Start the token table from the teacher's vector of each piece, reduced to the model's width by PCA, at
-    standard deviation `std`: translations of a piece start near each other, which pays most for the pieces
-    training sees too rarely to place. Pieces with no text keep their random start. Returns how many rows were
-    set."""
+def teacher_start(encoder: EMSEncoder, piece_vectors: np.ndarray, std: float) -> int:
+    """Start the token table from the teacher's vector of each piece (`teacher.load_piece_vectors`), reduced to
+    the model's width by PCA, at standard deviation `std`: translations of a piece start near each other, which
+    pays most for the pieces training sees too rarely to place. Pieces with no text keep their random start.
+    Returns how many rows were set."""
     table = encoder.tok_emb.weight
-    rows, start = piece_start(load_piece_vectors(cache, tokenizer.path), table.shape[1], std)
+    rows, start = piece_start(piece_vectors, table.shape[1], std)
     with torch.no_grad():
         table[torch.from_numpy(rows), : start.shape[1]] = torch.from_numpy(start).to(table.dtype)
     return len(rows)

@@ -38,7 +38,7 @@ from emsearch.evaluate import retrieval_accuracy
 from emsearch.losses import batch_vocabulary, contrastive_loss, distill_loss, xtr_loss
 from emsearch.model import EMSEncoder, EMSHeads
 from emsearch.start import bundle_start, run_tokenizer, teacher_start
-from emsearch.teacher import TeacherVectors
+from emsearch.teacher import TeacherVectors, load_piece_vectors
 from emsearch.tokenizer import Tokenizer
 
 
@@ -188,6 +188,8 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     say(f"read {len(pairs):,} pairs in {len(set(pairs.lang))} languages"
         + (f"; skipped {dict(pairs.skipped)}" if pairs.skipped else "") + f" ({time.time() - t0:.0f}s)")
     tokenizer = run_tokenizer(cfg, model_cfg, pairs, out, rank, world, say)
+    # Read before minutes of tokenizing: a tokenizer without its piece vectors fails here.
+    piece_vectors = load_piece_vectors(cfg.teacher_cache, tokenizer.path) if cfg.teacher_init and not resume else None
     languages = sorted(set(pairs.lang) | {"eng"})
     teacher = TeacherVectors.load(cfg.teacher_cache) if cfg.distill_weight else None
     model_cfg = replace(model_cfg, vocab_size=tokenizer.vocab_size, n_langs=len(languages),
@@ -208,7 +210,7 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     if cfg.init_from and not resume:
         bundle_start(trainee.encoder, cfg.init_from, say)
     if cfg.teacher_init and not resume:
-        started = teacher_start(trainee.encoder, cfg.teacher_cache, tokenizer, cfg.teacher_init)
+        started = teacher_start(trainee.encoder, piece_vectors, cfg.teacher_init)
         say(f"token table started from the teacher's vectors of {started:,} pieces")
     opts = make_optimizers(trainee, cfg)
     model = nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
