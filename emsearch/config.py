@@ -80,8 +80,6 @@ class TokenizerConfig:
     alpha: float = 0.7  # language sampling temperature, p ∝ n^alpha
     sample_sentences: int = 1_200_000
     character_coverage: float = 1.0  # every character of the sample gets a piece: no language's script is cut
-    # > 0: the teacher tokenizer's N most probable words of 2+ Han characters become pieces (teacher.teacher_han_words)
-    teacher_words: int = 0
     seed: int = 0
 
 

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from emsearch.config import ConfigError, ModelConfig, TrainConfig
 from emsearch.encoder import unpack_weights
 from emsearch.model import EMSEncoder
-from emsearch.teacher import piece_start, teacher_han_words
+from emsearch.teacher import piece_start
 from emsearch.tokenizer import Tokenizer, train_tokenizer
 
 
@@ -38,10 +38,8 @@ def run_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, ra
                 by_lang.setdefault(lang, []).append(text)
             by_lang.setdefault("eng", []).extend(sorted(set(pairs.eng)))
             tok_cfg = replace(cfg.tokenizer, vocab_size=model_cfg.vocab_size)
-            words = teacher_han_words(tok_cfg.teacher_words) if tok_cfg.teacher_words else []
-            say(f"training a {tok_cfg.vocab_size}-piece SentencePiece model"
-                + (f" ({len(words):,} of them the teacher's Han words)" if words else ""))
-            train_tokenizer(by_lang, tok_cfg, path, words)
+            say(f"training a {tok_cfg.vocab_size}-piece SentencePiece model")
+            train_tokenizer(by_lang, tok_cfg, path)
         if world > 1:
             dist.barrier()
     return Tokenizer(path, model_cfg.max_len)

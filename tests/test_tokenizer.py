@@ -63,16 +63,6 @@ def test_train_tokenizer_is_deterministic_and_atomic(tmp_path, corpus, model_typ
     assert Tokenizer(first, max_len=16).vocab_size == 300
 
 
-def test_whole_words_become_pieces_that_split_no_further(tmp_path, corpus):
-    text = "他说中国人民很好"
-    corpus = {**corpus, "cmn": [text] * 20}
-    cfg = TokenizerConfig(vocab_size=400, sample_sentences=3000)
-    learnt = Tokenizer(train_tokenizer(corpus, cfg, tmp_path / "a.model"), max_len=16)
-    given = Tokenizer(train_tokenizer(corpus, cfg, tmp_path / "b.model", whole_words=["中国人民"]), max_len=16)
-    assert "中国人民" not in learnt.pieces(text)
-    assert "中国人民" in given.pieces(text) and given.vocab_size == 400
-
-
 def test_train_tokenizer_without_text_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no text"):
         train_tokenizer({"eng": []}, TokenizerConfig(vocab_size=300), tmp_path / "tok.model")

@@ -24,7 +24,6 @@ import numpy as np
 from emsearch.encoder import WEIGHT_FORMATS, Encoder, language_pair
 from emsearch.evaluate import bucc, retrieval_accuracy, shared_threshold
 from emsearch.languages import UnknownLanguageError, normalize_lang
-from emsearch.teacher import TEACHER
 
 SOURCES = """\
 | data | licence | attribution |
@@ -147,8 +146,7 @@ def vocabulary(cfg: dict) -> str:
     tok = cfg["tokenizer"]
     return (f"SentencePiece {tok['model_type']}{', lowercased' if tok['lowercase'] else ''}, trained on "
             f"{tok['sample_sentences']:,} sentences of the pairs drawn at language alpha {tok['alpha']}, character "
-            f"coverage {tok['character_coverage']}"
-            + (f", {tok['teacher_words']:,} pieces given: the teacher's Han words" if tok.get("teacher_words") else ""))
+            f"coverage {tok['character_coverage']}")
 
 
 def batches(cfg: dict) -> str:
@@ -170,15 +168,10 @@ def objectives(cfg: dict) -> str:
 
 def teacher_line(cfg: dict, info: dict) -> str:
     """Whether and how a teacher was used (the card must say)."""
-    words = cfg["tokenizer"].get("teacher_words", 0) if not cfg.get("tokenizer_path") else 0
-    if not (cfg.get("distill_weight") or cfg.get("teacher_init") or words):
+    if not (cfg.get("distill_weight") or cfg.get("teacher_init")):
         return "No teacher model was used: every signal comes from the pairs."
-    meta = (json.loads((Path(cfg["teacher_cache"]) / "teacher.json").read_text(encoding="utf-8"))
-            if cfg.get("teacher_cache") else TEACHER)
+    meta = json.loads((Path(cfg["teacher_cache"]) / "teacher.json").read_text(encoding="utf-8"))
     uses = []
-    if words:
-        uses.append(f"the {words:,} most probable words of two or more Han characters in its own tokenizer are "
-                    "pieces of this one, so that Chinese and Japanese words stay whole")
     if cfg.get("teacher_init"):
         uses.append("the token table started from its vector of each vocabulary piece (the piece's text alone), "
                     f"reduced to width {cfg['model']['dim']} by PCA, at standard deviation {cfg['teacher_init']} "
