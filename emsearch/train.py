@@ -13,6 +13,7 @@ same run exactly: same batches (see data.py), same LR schedule, same dropout mas
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -38,7 +40,7 @@ from emsearch.evaluate import retrieval_accuracy
 from emsearch.losses import batch_vocabulary, contrastive_loss, distill_loss, xtr_loss
 from emsearch.model import EMSEncoder, EMSHeads
 from emsearch.start import bundle_start, run_tokenizer, teacher_start
-from emsearch.teacher import TeacherVectors, load_piece_vectors
+from emsearch.teacher import TeacherVectors, load_piece_vectors, piece_prior
 from emsearch.tokenizer import Tokenizer
 
 
@@ -118,6 +120,7 @@ class Run:
     world: int
     eval_langs: list[str]
     say: Callable[..., None]
+    piece_vectors: np.ndarray | None  # the teacher's, kept for teacher_prior at each export
     state: dict = field(default_factory=lambda: {"step": 0, "position": [0, 0], "elapsed": 0.0, "pairs": 0})
 
 
@@ -164,6 +167,9 @@ def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     if cfg.teacher_init < 0 or (cfg.teacher_init and (not cfg.teacher_cache or cfg.init_from)):
         raise ConfigError("teacher_init must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher "
                           "--pieces`) and no init_from (both would start the token table)")
+    if cfg.teacher_prior < 0 or (cfg.teacher_prior and not cfg.teacher_cache):
+        raise ConfigError("teacher_prior must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher "
+                          "--pieces`)")
     if not 0 <= cfg.margin < 2:
         raise ConfigError(f"margin is taken off a cosine, so it must be in [0, 2), got {cfg.margin}")
     if cfg.init_from and not (Path(cfg.init_from) / "model.safetensors").is_file():
@@ -189,7 +195,8 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
         + (f"; skipped {dict(pairs.skipped)}" if pairs.skipped else "") + f" ({time.time() - t0:.0f}s)")
     tokenizer = run_tokenizer(cfg, model_cfg, pairs, out, rank, world, say)
     # Read before minutes of tokenizing: a tokenizer without its piece vectors fails here.
-    piece_vectors = load_piece_vectors(cfg.teacher_cache, tokenizer.path) if cfg.teacher_init and not resume else None
+    needs_pieces = cfg.teacher_prior or (cfg.teacher_init and not resume)
+    piece_vectors = load_piece_vectors(cfg.teacher_cache, tokenizer.path) if needs_pieces else None
     languages = sorted(set(pairs.lang) | {"eng"})
     teacher = TeacherVectors.load(cfg.teacher_cache) if cfg.distill_weight else None
     model_cfg = replace(model_cfg, vocab_size=tokenizer.vocab_size, n_langs=len(languages),
@@ -216,7 +223,8 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     model = nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
     eval_langs = list(cfg.eval_langs) or [
         lang for lang, _ in data.counts.most_common() if lang != "eng"][: cfg.eval_max_langs]
-    run = Run(cfg, out, data, tokenizer, trainee, model, opts, device, rank, world, eval_langs, say)
+    run = Run(cfg, out, data, tokenizer, trainee, model, opts, device, rank, world, eval_langs, say,
+              piece_vectors if cfg.teacher_prior else None)
     if resume:
         run.state = load_checkpoint(out / "checkpoint", trainee, opts)
         say(f"resumed at step {run.state['step']}")
@@ -249,12 +257,21 @@ def step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
 
 
 def export(run: Run) -> Path:
-    """The encoder bundle of the run so far, in OUT/model."""
+    """The encoder bundle of the run so far, in OUT/model; with teacher_prior, its table shrunk towards the
+    teacher's (training goes on from the unshrunk one)."""
     info = {"languages": dict(run.data.counts), "train_steps": run.state["step"],
             "trained_on": _machine(run.device, run.world)}
     if run.data.teacher is not None:
         info["teacher_pairs"] = round(run.data.teacher_share, 4)
-    path = Encoder(run.trainee.encoder, run.tokenizer, info, device=str(run.device)).save(run.out / "model")
+    encoder = run.trainee.encoder
+    if run.cfg.teacher_prior:
+        encoder = copy.deepcopy(encoder)
+        table = encoder.tok_emb.weight
+        with torch.no_grad():
+            table.copy_(torch.from_numpy(piece_prior(table.cpu().numpy(), run.piece_vectors,
+                                                     run.data.piece_counts(len(run.piece_vectors)),
+                                                     run.cfg.teacher_prior)))
+    path = Encoder(encoder, run.tokenizer, info, device=str(run.device)).save(run.out / "model")
     run.trainee.train()
     return path
 

@@ -180,3 +180,14 @@ def test_length_ratio_filter_and_duplicate_marks(tokenizer):
     dup = data.make_batch(np.arange(3)).duplicates
     # Kept rows: (balo, ka001), (calo, ka001), (aalo, ka002). Rows 0 and 1 share their English side.
     np.testing.assert_array_equal(dup, [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
+
+
+def test_piece_counts_count_each_distinct_sentence_once(tokenizer):
+    pairs = ParallelPairs(lang=["deu"] * 3, text=["aalo", "balo", "Balo"], eng=["ka001", "ka001", "ka002"],
+                          skipped=Counter())
+    data = PairDataset(pairs, tokenizer, ["deu", "eng"], max_length_ratio=4.0)
+    counts = data.piece_counts(tokenizer.vocab_size)
+    expected = np.zeros(tokenizer.vocab_size, dtype=np.int64)
+    for text in ["aalo", "balo", "ka001", "ka002"]:  # "Balo" is "balo" again, "ka001" is one English sentence
+        np.add.at(expected, tokenizer.encode([text])[0], 1)
+    np.testing.assert_array_equal(counts, expected)

