@@ -266,11 +266,11 @@ def export(run: Run) -> Path:
     encoder = run.trainee.encoder
     if run.cfg.teacher_prior:
         encoder = copy.deepcopy(encoder)
-        table = encoder.tok_emb.weight
+        counts = run.data.piece_counts(len(run.piece_vectors))
+        shrunk = piece_prior(encoder.tok_emb.weight.detach().cpu().numpy(), run.piece_vectors, counts,
+                             run.cfg.teacher_prior)
         with torch.no_grad():
-            table.copy_(torch.from_numpy(piece_prior(table.cpu().numpy(), run.piece_vectors,
-                                                     run.data.piece_counts(len(run.piece_vectors)),
-                                                     run.cfg.teacher_prior)))
+            encoder.tok_emb.weight.copy_(torch.from_numpy(shrunk))
     path = Encoder(encoder, run.tokenizer, info, device=str(run.device)).save(run.out / "model")
     run.trainee.train()
     return path
