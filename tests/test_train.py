@@ -175,7 +175,7 @@ def test_the_default_config_is_the_shipped_recipe():
     training/default.json except its files and teacher is a default."""
     path = Path(__file__).parents[1] / "training" / "default.json"
     recipe, shipped = json.loads(path.read_text()), load_json(TrainConfig, path)
-    local = {"data", "out", "eval_file", "teacher_cache", "teacher_init", "threads", "tokenizer"}
+    local = {"data", "out", "eval_file", "teacher_cache", "teacher_init", "teacher_prior", "threads", "tokenizer"}
     assert set(recipe) - local, "the recipe sets nothing to compare"
     for name in set(recipe) - local:
         assert getattr(TrainConfig(), name) == getattr(shipped, name), name
