@@ -128,7 +128,8 @@ class TrainConfig:
     # deviation per coordinate (a random start's is 0.02; a trained cpu-bag table's ~0.07)
     teacher_init: float = 0.0
     # > 0: the exported table shrinks each piece's row towards the teacher's prediction of it (teacher.piece_prior):
-    # a piece seen n times in the pairs keeps n / (n + teacher_prior) of its trained row. Needs the piece vectors
+    # a piece seen n times in the pairs keeps n / (n + teacher_prior) of its trained row. Needs the
+    # piece vectors (cache-teacher --pieces)
     teacher_prior: int = 0
 
 

