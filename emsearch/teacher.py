@@ -175,7 +175,7 @@ def _write_chunk(path: Path, keys: np.ndarray, vectors: np.ndarray) -> None:
         np.savez(f, keys=keys[order], vectors=vectors[order].astype(np.float16))
 
 
-# --- piece vectors: the teacher's view of each vocabulary piece, to start the token table from ------------------
+# --- piece vectors: the teacher's view of each vocabulary piece, to start the token table and to shrink it ------
 
 PIECE_PART = 4096  # pieces per atomic file of a piece cache
 PIECE_TEXTS = "texts.json"  # the text of each piece of the folder's tokenizer, for reuse by the next one
