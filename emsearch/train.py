@@ -120,7 +120,7 @@ class Run:
     world: int
     eval_langs: list[str]
     say: Callable[..., None]
-    piece_vectors: np.ndarray | None  # the teacher's, kept for teacher_prior at each export
+    piece_prior: tuple[np.ndarray, np.ndarray] | None  # teacher_prior's piece vectors and counts, for each export
     state: dict = field(default_factory=lambda: {"step": 0, "position": [0, 0], "elapsed": 0.0, "pairs": 0})
 
 
@@ -223,8 +223,8 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     model = nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
     eval_langs = list(cfg.eval_langs) or [
         lang for lang, _ in data.counts.most_common() if lang != "eng"][: cfg.eval_max_langs]
-    run = Run(cfg, out, data, tokenizer, trainee, model, opts, device, rank, world, eval_langs, say,
-              piece_vectors if cfg.teacher_prior else None)
+    prior = (piece_vectors, data.piece_counts(len(piece_vectors))) if cfg.teacher_prior else None  # counted once
+    run = Run(cfg, out, data, tokenizer, trainee, model, opts, device, rank, world, eval_langs, say, prior)
     if resume:
         run.state = load_checkpoint(out / "checkpoint", trainee, opts)
         say(f"resumed at step {run.state['step']}")
@@ -264,11 +264,9 @@ def export(run: Run) -> Path:
     if run.data.teacher is not None:
         info["teacher_pairs"] = round(run.data.teacher_share, 4)
     encoder = run.trainee.encoder
-    if run.cfg.teacher_prior:
+    if run.piece_prior is not None:
         encoder = copy.deepcopy(encoder)
-        counts = run.data.piece_counts(len(run.piece_vectors))
-        shrunk = piece_prior(encoder.tok_emb.weight.detach().cpu().numpy(), run.piece_vectors, counts,
-                             run.cfg.teacher_prior)
+        shrunk = piece_prior(encoder.tok_emb.weight.detach().cpu().numpy(), *run.piece_prior, run.cfg.teacher_prior)
         with torch.no_grad():
             encoder.tok_emb.weight.copy_(torch.from_numpy(shrunk))
     path = Encoder(encoder, run.tokenizer, info, device=str(run.device)).save(run.out / "model")
