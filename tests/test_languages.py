@@ -54,3 +54,19 @@ def test_region_and_script_subtags_are_dropped():
     assert normalize_lang("pt-BR") == "por"
     assert normalize_lang("es_419") == "spa"
     assert normalize_lang("zh-Hant-TW") == "cmn"
+
+
+@pytest.mark.parametrize("code", ["pcm", "sah", "myv", "bar", "nap", "liv", "aii", "pcm_Latn", "sah-Cyrl"])
+def test_every_iso_639_3_language_is_known_not_only_those_of_the_training_data(code):
+    assert normalize_lang(code) == code[:3]
+
+
+@pytest.mark.parametrize("code, expected", [("ajp", "apc"), ("kzj", "dtp"), ("mol", "ron"), ("ber", "ber")])
+def test_retired_codes_fold_to_their_successor_and_collective_codes_are_kept(code, expected):
+    assert normalize_lang(code) == expected
+
+
+@pytest.mark.parametrize("code", ["und", "mul", "zxx", "mis", "qaa"])
+def test_codes_that_name_no_language_are_refused(code):
+    with pytest.raises(UnknownLanguageError):
+        normalize_lang(code)
