@@ -29,6 +29,7 @@ from emsearch.atomic import write_bytes
 from emsearch.errors import EmsearchError
 
 SPACE = "\u2581"  # SentencePiece's word-start marker
+LOGOGRAPHIC = 1000  # a script with more single-character pieces than this writes words in a character or two
 
 
 def teacher_vocabulary() -> list[tuple[str, float]]:
@@ -53,52 +54,60 @@ def teacher_vocabulary() -> list[tuple[str, float]]:
 
 
 def script_of(piece: str) -> str | None:
-    """The script every character of a piece belongs to (the first word of its Unicode name: `TELUGU`, `THAI`,
-    `LATIN` …), or None for a piece that mixes scripts or holds a digit, mark of no script or punctuation."""
+    """The script of a piece's letters (the first word of their Unicode names: `TELUGU`, `THAI`, `LATIN` …); its
+    marks may be of any script (vowel signs, combining accents). None for a piece without letters, one that
+    mixes scripts, or one holding a digit or punctuation."""
     scripts = set()
     for ch in piece.replace(SPACE, ""):
-        if not unicodedata.category(ch).startswith(("L", "M")):
+        category = unicodedata.category(ch)
+        if category.startswith("L"):
+            scripts.add(unicodedata.name(ch, "?").split()[0])
+        elif not category.startswith("M"):
             return None
-        scripts.add(unicodedata.name(ch, "?").split()[0])
     return scripts.pop() if len(scripts) == 1 else None
 
 
-def own_pieces_per_script(sp: spm.SentencePieceProcessor) -> Counter[str]:
-    """How many pieces of two or more characters our model has in each script."""
-    counts: Counter[str] = Counter()
+def own_pieces_per_script(sp: spm.SentencePieceProcessor) -> tuple[Counter[str], Counter[str]]:
+    """How many pieces of one character, and of two or more, our model has in each script."""
+    single: Counter[str] = Counter()
+    longer: Counter[str] = Counter()
     for i in range(sp.get_piece_size()):
         piece = sp.id_to_piece(i)
-        if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)) and len(piece.replace(SPACE, "")) > 1:
-            script = script_of(piece)
-            if script:
-                counts[script] += 1
-    return counts
+        script = None if sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i) else script_of(piece)
+        if script:
+            (longer if len(piece.replace(SPACE, "")) > 1 else single)[script] += 1
+    return single, longer
 
 
 def join_teacher_pieces(model_path: str | Path, out_path: str | Path, limit: int, below: int,
                         teacher: list[tuple[str, float]] | None = None) -> dict[str, int]:
     """Write to `out_path` (atomically) the SentencePiece model at `model_path` with up to `limit` of the teacher's
-    pieces appended, the most probable first, from each script in which our model has fewer than `below` pieces of two or
-    more characters. A piece is taken only if our normaliser leaves it unchanged (so it can match normalised
-    text) and our model does not hold it. Returns the number of pieces joined per script."""
+    pieces appended, from the scripts our pairs barely cover: those in which our model has fewer than `below`
+    pieces of two or more characters, unless it has over LOGOGRAPHIC single characters of it (Han, Hangul write
+    a word in a character or two, so few longer pieces there is no sign of few pairs). A piece is taken only if our
+    normaliser leaves it unchanged (so it can match normalised text) and our model does not hold it. Over the
+    limit, every script keeps the same share of its candidates, the most probable. Returns the number of pieces
+    joined per script."""
     model_path = Path(model_path)
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
-    own = own_pieces_per_script(sp)
+    single, longer = own_pieces_per_script(sp)
     ours = {sp.id_to_piece(i) for i in range(sp.get_piece_size())}
-    candidates = []
+    by_script: dict[str, list[tuple[float, str]]] = {}
     for piece, score in teacher if teacher is not None else teacher_vocabulary():
         script = script_of(piece)
-        if script is None or own[script] >= below or piece in ours:
+        if script is None or longer[script] >= below or single[script] > LOGOGRAPHIC or piece in ours:
             continue
         text = piece.replace(SPACE, " ").strip()
         if sp.normalize(text).replace(SPACE, " ").strip() != text:  # normalize() adds the word-start mark
             continue
-        candidates.append((score, piece, script))
+        by_script.setdefault(script, []).append((score, piece))
         ours.add(piece)
-    candidates.sort(key=lambda c: (-c[0], c[1]))
-    joined = candidates[:limit]
-    write_bytes(out_path, model_path.read_bytes() + b"".join(_piece_entry(p, s) for s, p, _ in joined))
-    return dict(Counter(script for _, _, script in joined).most_common())
+    share = min(1.0, limit / max(1, sum(map(len, by_script.values()))))
+    joined = sorted((c for cands in by_script.values() for c in sorted(cands, key=lambda c: (-c[0], c[1]))
+                     [: int(len(cands) * share)]), key=lambda c: (-c[0], c[1]))
+    write_bytes(out_path, model_path.read_bytes() + b"".join(_piece_entry(p, s) for s, p in joined))
+    return {script: n for script, cands in sorted(by_script.items(), key=lambda kv: -len(kv[1]))
+            if (n := int(len(cands) * share))}
 
 
 def _piece_entry(piece: str, score: float) -> bytes:

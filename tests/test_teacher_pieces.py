@@ -31,12 +31,16 @@ def own_model(tmp_path_factory):
 def test_script_of_names_one_script_or_none():
     assert script_of("▁สวัสดี") == "THAI"
     assert script_of("▁hello") == "LATIN"
+    assert script_of("▁తె") == "TELUGU"  # a letter and its vowel sign
+    assert script_of("e\u0301") == "LATIN"  # a combining accent takes its letter's script
     assert script_of("▁ก1") is None and script_of("▁aไ") is None and script_of(".") is None
+    assert script_of("\u0301") is None  # marks alone
 
 
 def test_only_pieces_of_scripts_we_lack_are_joined_and_old_ids_keep_their_pieces(own_model, tmp_path):
     before = spm.SentencePieceProcessor(model_file=str(own_model))
-    assert own_pieces_per_script(before)["THAI"] == 0 and own_pieces_per_script(before)["LATIN"] > 20
+    single, longer = own_pieces_per_script(before)
+    assert single["THAI"] > 0 and longer["THAI"] == 0 and longer["LATIN"] > 20
     joined = join_teacher_pieces(own_model, tmp_path / "joined.model", limit=10, below=20, teacher=TEACHER)
     after = spm.SentencePieceProcessor(model_file=str(tmp_path / "joined.model"))
     assert joined == {"THAI": 4, "CYRILLIC": 1}
@@ -59,9 +63,13 @@ def test_text_of_other_scripts_segments_as_before_and_weak_script_words_become_o
     assert len(before.encode("สวัสดี ภาษาไทย")) > 3
 
 
-def test_the_limit_keeps_the_most_probable_and_nothing_is_joined_where_no_script_is_short(own_model, tmp_path):
-    assert join_teacher_pieces(own_model, tmp_path / "a.model", limit=2, below=20, teacher=TEACHER) == {"THAI": 2}
-    assert spm.SentencePieceProcessor(model_file=str(tmp_path / "a.model")).id_to_piece(
-        spm.SentencePieceProcessor(model_file=str(own_model)).get_piece_size() + 1) == "▁ภาษา"
+def test_over_the_limit_each_script_keeps_the_same_share_of_its_most_probable_pieces(own_model, tmp_path):
+    assert join_teacher_pieces(own_model, tmp_path / "a.model", limit=3, below=20, teacher=TEACHER) == {"THAI": 2}
+    n = spm.SentencePieceProcessor(model_file=str(own_model)).get_piece_size()
+    after = spm.SentencePieceProcessor(model_file=str(tmp_path / "a.model"))
+    assert [after.id_to_piece(i) for i in range(n, after.get_piece_size())] == ["▁สวัสดี", "▁ภาษา"]
+
+
+def test_nothing_is_joined_where_no_script_is_short(own_model, tmp_path):
     assert join_teacher_pieces(own_model, tmp_path / "b.model", limit=10, below=0, teacher=TEACHER) == {}
     assert (tmp_path / "b.model").read_bytes() == own_model.read_bytes()

