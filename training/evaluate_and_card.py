@@ -32,6 +32,9 @@ SOURCES = """\
 | OLDI Seed v2.0 | CC BY-SA 4.0 | Open Language Data Initiative Seed dataset, based on NLLB-Seed (NLLB Team et al., 2022; Maillard et al., ACL 2023). |
 | TICO-19 | CC0 1.0 | Translation Initiative for COVID-19 (Anastasopoulos et al., 2020). |
 | WMT newstest 2008–2018 | research use (no formal licence; news texts © their publishers) | Test sets of the Workshop/Conference on Machine Translation (statmt.org), as collected in Helsinki-NLP/OPUS-MT-testsets. |
+| WMT general/news test and dev sets 2017–2024 | research use (no formal licence; texts © their publishers) | Test and development sets of the Conference on Machine Translation (WMT 2017, 2019–2024), via Helsinki-NLP/OPUS-MT-testsets and wmt-conference/wmt23-news-systems, wmt24-news-systems (Findings of WMT: Bojar et al. 2017; Barrault et al. 2019, 2020; Akhbardeh et al. 2021; Kocmi et al. 2022, 2023, 2024). |
+| Korean–English news corpus | CC BY-SA 3.0 | J. Park, J.-P. Hong, J.-W. Cha, “Korean Language Resources for Everyone”, PACLIC 30, 2016 (github.com/jungyeul/korean-parallel-corpora). |
+| UD treebanks with English translations | per row: CC BY-SA 4.0 or CC0 1.0 | Universal Dependencies (universaldependencies.org); each treebank with its contributors and reference in the data README's `ud_text_en.parquet` section. |
 | Bible translations | per row: public domain, CC BY 4.0, CC BY 3.0 BR or CC BY-SA 4.0 | eBible.org translations via the ebible_data corpus (D. Baines); SWORD modules (CrossWire) via scrollmapper/bible_databases. Copyright holder of every CC-licensed translation: listed below. English side: World English Bible, public domain. |
 | FLORES-200 dev (via SIB-200), evaluation only | CC BY-SA 4.0 | NLLB Team et al., “No Language Left Behind”, 2022; SIB-200 (Adelani et al., 2023); N'Ko data from Doumbouya et al., 2023. |
 | Mining dev task (WMT newstest 2014–2018), evaluation only | research use | as WMT above. |
@@ -144,9 +147,12 @@ def vocabulary(cfg: dict) -> str:
     if cfg.get("tokenizer_path"):
         return f"the SentencePiece model {cfg['tokenizer_path']}"
     tok = cfg["tokenizer"]
+    joined = (f", joined with up to {tok['teacher_pieces']:,} of the teacher's pieces (XLM-R's vocabulary) in the "
+              f"scripts where it learnt fewer than {tok['teacher_pieces_below']} pieces of 2+ characters"
+              if tok.get("teacher_pieces") else "")
     return (f"SentencePiece {tok['model_type']}{', lowercased' if tok['lowercase'] else ''}, trained on "
             f"{tok['sample_sentences']:,} sentences of the pairs drawn at language alpha {tok['alpha']}, character "
-            f"coverage {tok['character_coverage']}")
+            f"coverage {tok['character_coverage']}{joined}")
 
 
 def batches(cfg: dict) -> str:
