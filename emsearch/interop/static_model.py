@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from emsearch.atomic import file_sha256
@@ -83,10 +84,11 @@ def _fold(tensors: dict[str, np.ndarray], name: str) -> np.ndarray:
 
 
 def _layout(root: Path) -> tuple[str, Path, int | None]:
-    """(format, folder holding model.safetensors and tokenizer.json, model2vec's max_length or None)."""
-    config = root / "config.json"
-    if config.is_file() and (info := json.loads(config.read_text(encoding="utf-8"))).get("model_type") == "model2vec":
-        return "model2vec", root, info.get("max_length", DEFAULT_MAX_LENGTH)
+    """(format, folder holding model.safetensors and tokenizer.json, model2vec's max_length or None). A model2vec
+    folder (an "embeddings" table at the top) is read as model2vec reads it, though it has a modules.json too."""
+    config, weights = root / "config.json", root / "model.safetensors"
+    if config.is_file() and weights.is_file() and "embeddings" in safe_open(str(weights), "numpy").keys():
+        return "model2vec", root, json.loads(config.read_text(encoding="utf-8")).get("max_length", DEFAULT_MAX_LENGTH)
     modules = json.loads((root / "modules.json").read_text(encoding="utf-8")) if (root / "modules.json").is_file() else []
     kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
     if not kinds or kinds[0] != "StaticEmbedding" or any(k != "Normalize" for k in kinds[1:]):

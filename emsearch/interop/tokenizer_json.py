@@ -12,8 +12,10 @@ What SentencePiece does, and the JSON part that does the same:
   order, and the same separator before every remaining mark makes each character its own grapheme.
 - whitespace: runs collapsed, ends trimmed, a dummy "▁" prefix, spaces as "▁": `Prepend` / `Replace` steps;
 - the Unigram pieces and their scores, unknown characters as `<0xNN>` byte pieces: `Unigram` with byte fallback.
-  Control, unknown, unused and byte pieces never match text in SentencePiece; here they keep their ids and get a
-  score no path through ordinary pieces can lose to.
+  Control, unknown, unused and byte pieces never match text in SentencePiece; here they keep their ids, the first
+  three renamed behind two markers (no text holds one), the byte pieces (whose names byte fallback needs) with a
+  score below any path of ordinary pieces. So a literal "<0x41>" in text differs only where one of its
+  characters is not a piece of the vocabulary (for a vocabulary at full character coverage, never).
 - EOS on every sentence (emsearch's `Tokenizer`): model2vec and sentence-transformers encode without special
   tokens, so no post-processor would run. Instead the normaliser puts a marker first (a control character that the
   character map deletes, so no text carries it) and the marker is a piece of its own, id `len(pieces)`, whose row
@@ -169,13 +171,15 @@ def tokenizer_spec(path: str | Path, max_len: int) -> dict:
              {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(model.charsmap).decode("ascii")}]
     normal = [score for _, score, kind in model.pieces if kind == NORMAL]
     lowest, highest = min(normal), max(normal)
-    never = lowest * 8 - 1e4  # below any path of ordinary pieces over the few characters of "<0x41>" or "</s>"
+    never = lowest * 8 - 1e4  # below any path of ordinary pieces over the six characters of "<0x41>"
     vocab = []
     for piece, score, kind in model.pieces:
         if kind == USER_DEFINED:  # matched before anything else, as SentencePiece's lattice scores them
             score = len(piece) * highest - 0.1
-        elif kind != NORMAL:
+        elif kind == BYTE:
             score = never
+        elif kind != NORMAL:
+            piece, score = marker * 2 + piece, never
         vocab.append([piece, score])
     vocab.append([marker, 0.0])
     spaced = model.add_dummy_prefix or model.remove_extra_whitespaces  # a space after the marker, to collapse
