@@ -54,8 +54,9 @@ def test_another_unigram_model_with_its_own_normaliser(tmp_path):
     text = [f"Das Wetter ist {w} heute, sagt {n}. Straße Ünïcödé {i}" for i, (w, n) in
             enumerate((w, n) for w in ("schön", "kalt", "warm", "nass") for n in ("Anna", "Öztürk", "Émile"))] * 20
     (tmp_path / "t.txt").write_text("\n".join(text), encoding="utf-8")
-    spm.SentencePieceTrainer.train(input=str(tmp_path / "t.txt"), model_prefix=str(tmp_path / "u"), vocab_size=400, hard_vocab_limit=False,
-                                   model_type="unigram", byte_fallback=True, normalization_rule_name="nmt_nfkc", character_coverage=1.0,
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "t.txt"), model_prefix=str(tmp_path / "u"), vocab_size=400,
+                                   hard_vocab_limit=False, model_type="unigram", byte_fallback=True,
+                                   normalization_rule_name="nmt_nfkc", character_coverage=1.0,
                                    pad_id=0, unk_id=1, bos_id=2, eos_id=3, minloglevel=2)
     sample = [t.replace("<0x41>", "") for t in SAMPLE]  # "<" is no piece of this small vocabulary (tokenizer_json)
     assert _exported(tmp_path / "u.model", 16)(sample) == Tokenizer(tmp_path / "u.model", 16).encode(sample)
@@ -67,3 +68,18 @@ def test_a_bpe_model_is_refused(tmp_path):
                                    model_type="bpe", minloglevel=2)
     with pytest.raises(TokenizerExportError, match="not a Unigram"):
         tokenizer_spec(tmp_path / "b.model", 16)
+
+
+def test_user_defined_pieces_win_as_in_sentencepiece(tmp_path):
+    text = [f"Das Wetter ist {w} heute, sagt {n}. [SYM] {i}" for i, (w, n) in
+            enumerate((w, n) for w in ("schön", "kalt", "warm") for n in ("Anna", "Émile"))] * 30
+    (tmp_path / "t.txt").write_text("\n".join(text), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "t.txt"), model_prefix=str(tmp_path / "u"), vocab_size=400,
+                                   hard_vocab_limit=False, model_type="unigram", byte_fallback=True,
+                                   character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+                                   user_defined_symbols=["[sym]", "xyz"], minloglevel=2)
+    sample = ["a[sym]b", "xyzxyz wetter", "[SYM] heute xyz", "abcxyzdef"]
+    tokenizer = Tokenizer(tmp_path / "u.model", 64)
+    ours = tokenizer.encode(sample)
+    assert ours[1].count(tokenizer.sp.piece_to_id("xyz")) == 2  # the symbol is one piece, even inside a word
+    assert _exported(tmp_path / "u.model", 64)(sample) == ours

@@ -89,7 +89,8 @@ def _layout(root: Path) -> tuple[str, Path, int | None]:
     config, weights = root / "config.json", root / "model.safetensors"
     if config.is_file() and weights.is_file() and "embeddings" in safe_open(str(weights), "numpy").keys():
         return "model2vec", root, json.loads(config.read_text(encoding="utf-8")).get("max_length", DEFAULT_MAX_LENGTH)
-    modules = json.loads((root / "modules.json").read_text(encoding="utf-8")) if (root / "modules.json").is_file() else []
+    listed = root / "modules.json"
+    modules = json.loads(listed.read_text(encoding="utf-8")) if listed.is_file() else []
     kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
     if not kinds or kinds[0] != "StaticEmbedding" or any(k != "Normalize" for k in kinds[1:]):
         raise ModelLoadError(f"{root} is neither an emsearch bundle nor a static model2vec / sentence-transformers "
