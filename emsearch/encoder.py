@@ -127,8 +127,14 @@ class Encoder:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None) -> Encoder:
-        """Load a bundle directory; `None` loads the default model that ships with the package."""
+        """Load a bundle directory; `None` loads the default model that ships with the package. A model2vec or
+        sentence-transformers static model folder loads too (`emsearch.interop.static_model`)."""
         root = Path(path) if path is not None else DEFAULT_MODEL_DIR
+        if not (root / "tokenizer.model").is_file() and any((root / f).is_file() for f in ("modules.json",
+                                                                                          "tokenizer.json")):
+            from emsearch.interop.static_model import load_static
+
+            return load_static(root, device)
         files = {name: root / name for name in ("config.json", "model.safetensors", "tokenizer.model")}
         missing = [name for name, f in files.items() if not f.is_file()]
         if not root.is_dir() or missing:

@@ -94,5 +94,12 @@ class Tokenizer:
         ids = self.sp.encode([t[: keep * 32] for t in texts], out_type=int)
         return [seq[:keep] + [EOS_ID] for seq in ids]
 
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many texts have more pieces than the model keeps (they are encoded from their first max_len - 1)."""
+        keep = self.max_len - 1
+        clipped = [t[: keep * 32] for t in texts]  # `encode` clips the same way before tokenizing
+        return sum(len(t) > keep * 32 or len(ids) > keep
+                   for t, ids in zip(texts, self.sp.encode(clipped, out_type=int)))
+
     def pieces(self, text: str) -> list[str]:
         return self.sp.encode(text, out_type=str)

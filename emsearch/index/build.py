@@ -201,7 +201,7 @@ def _new_manifest(cfg: BuildConfig, corpus: Corpus, encoder: Encoder, n: int) ->
     return Manifest(
         emsearch=__version__, created=_now(),
         model=ModelRecord(id=encoder.model_id, path=str(Path(cfg.model).resolve()) if cfg.model else None,
-                          dim=encoder.dim, max_len=encoder.config.max_len),
+                          dim=encoder.dim, max_len=encoder.config.max_len, format=encoder.info.get("format")),
         input=InputRecord(path=str(corpus.path.resolve()), format=corpus.format, bytes=stat.st_size,
                           mtime_ns=stat.st_mtime_ns),
         build=BuildRecord(text_column=cfg.text_column, lang_column=cfg.lang_column, id_column=corpus.id_column,

@@ -40,6 +40,7 @@ class ModelRecord:
     path: str | None  # the bundle directory at build time; None = the default model
     dim: int
     max_len: int
+    format: str | None = None  # the model folder's format: "emsearch-ems-1", "model2vec", "sentence-transformers"
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,6 @@ import numpy as np
 from emsearch.errors import EmsearchError
 from emsearch.index.faiss_io import populate_serialized
 
-BUNDLE_FILES = ("config.json", "model.safetensors", "tokenizer.model")
-
-
 def _ray():
     try:
         import ray
@@ -57,6 +54,7 @@ class EncoderActor:
         torch.set_num_threads(threads)
         self.dir = tempfile.TemporaryDirectory(prefix="emsearch-model-")
         for name, data in bundle.items():
+            Path(self.dir.name, name).parent.mkdir(parents=True, exist_ok=True)
             Path(self.dir.name, name).write_bytes(data)
         self.encoder = load(self.dir.name)
         self._encode = encode
@@ -79,7 +77,7 @@ class RayPool:
     def __init__(self, model_dir: Path, workers: int, batch_tokens: int, *, load: Callable[[str], Any],
                  encode: Callable, threads: int = 1):
         ray = _ray()
-        bundle = ray.put({name: (model_dir / name).read_bytes() for name in BUNDLE_FILES})
+        bundle = ray.put({str(f.relative_to(model_dir)): f.read_bytes() for f in model_dir.rglob("*") if f.is_file()})
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= workers else 0
         actor = ray.remote(num_cpus=threads, num_gpus=gpus)(EncoderActor)
         self.actors = [actor.remote(bundle, threads, load, encode) for _ in range(workers)]

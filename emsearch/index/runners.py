@@ -17,21 +17,12 @@ import numpy as np
 import torch
 
 from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
-from emsearch.tokenizer import Tokenizer
-
-
-def count_truncated(tokenizer: Tokenizer, texts: Sequence[str]) -> int:
-    """How many texts have more pieces than the model keeps (they are encoded from their first max_len - 1)."""
-    keep = tokenizer.max_len - 1
-    clipped = [t[: keep * 32] for t in texts]  # the tokenizer clips the same way before tokenizing
-    return sum(len(t) > keep * 32 or len(ids) > keep
-               for t, ids in zip(texts, tokenizer.sp.encode(clipped, out_type=int)))
 
 
 def encode_window(encoder: Encoder, texts: Sequence[str], batch_tokens: int) -> tuple[np.ndarray, int]:
     """Vectors of `texts` (float16, unit length, input order) and how many texts were truncated."""
     vectors = encoder.encode(list(texts), batch_tokens=batch_tokens)
-    return vectors.astype(np.float16), count_truncated(encoder.tokenizer, texts)
+    return vectors.astype(np.float16), encoder.tokenizer.count_truncated(texts)
 
 
 class _Done:
