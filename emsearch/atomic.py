@@ -85,3 +85,9 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_matches(path: str | Path, sha256: str | None) -> bool:
+    """Whether `path` is a file whose SHA-256 is `sha256` (False for None: nothing recorded to compare with)."""
+    path = Path(path)
+    return sha256 is not None and path.is_file() and file_sha256(path) == sha256

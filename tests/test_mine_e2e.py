@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import synthetic_pairs
+from conftest import edit_manifest, synthetic_pairs
 from test_eval import run_cli
 from toy_index import build_toy_index
 from emsearch.encoder import Encoder
@@ -165,10 +165,12 @@ def test_the_bundle_threshold_needs_a_centred_index(tiny_model, tmp_path, capsys
     """The model's threshold was set on margins between centred vectors: an uncentred index (built before
     centring, or with --no-centre) asks for an explicit one."""
     raw = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10)
-    manifest = json.loads((raw.path / "manifest.json").read_text())
-    manifest["index"]["centre"] = None
-    manifest["index"]["requested"].pop("centre")  # as written before centring
-    (raw.path / "manifest.json").write_text(json.dumps(manifest))
+
+    def as_before_centring(manifest: dict) -> None:
+        manifest["index"]["centre"] = None
+        manifest["index"]["requested"].pop("centre")
+
+    edit_manifest(raw.path, as_before_centring)
     bundle = tmp_path / "model"
     shutil.copytree(tiny_model, bundle)
     info = json.loads((bundle / "config.json").read_text())
