@@ -88,7 +88,7 @@ class Index:
             manifest = load_index(path, complete=True)
         except ManifestError as e:
             raise IndexOpenError(str(e)) from None
-        verdict = verify_index(path, manifest)  # damage is refused here, never read as data
+        verdict = verify_index(path, manifest, copies=False)  # damage is refused here, never read as data
         if not verdict.whole:
             more = f" (and {len(verdict.problems) - 1} more)" if len(verdict.problems) > 1 else ""
             raise IndexOpenError(f"{verdict.problems[0]}{more}; repair it with: {repair_command(path, manifest)}")
