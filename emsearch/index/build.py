@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from emsearch.atomic import file_sha256
+from emsearch.atomic import file_sha256, write_error
 from emsearch.config import ENCODE_BATCH_TOKENS
 from emsearch.corpus import Corpus, CorpusSpec
 from emsearch.errors import EmsearchError
@@ -179,10 +179,13 @@ def _build_lock(out: Path) -> Iterator[None]:
             holder = f.read().strip() or "unknown"
             raise BuildError(f"another build is writing {out} (process {holder}); wait for it to finish, or stop it "
                              "and rerun this command to resume") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+        except OSError as e:
+            raise write_error(path, e) from None
         try:
             yield
         finally:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import lmdb
 import numpy as np
 
+from emsearch.atomic import write_error
 from emsearch.errors import EmsearchError
 
 T = TypeVar("T")
@@ -79,7 +80,10 @@ class Store:
     def create(cls, path: str | Path, map_size: int = 1 << 28) -> Store:
         """Open for writing, creating the store if needed; the map grows by doubling when it fills."""
         Path(path).mkdir(parents=True, exist_ok=True)
-        return cls(lmdb.open(str(path), map_size=map_size, max_dbs=8, subdir=True), readonly=False)
+        try:
+            return cls(lmdb.open(str(path), map_size=map_size, max_dbs=8, subdir=True), readonly=False)
+        except lmdb.Error as e:
+            raise write_error(Path(path) / DATA_FILE, str(e)) from None
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -103,12 +107,16 @@ class Store:
                                     "same input and options to repair it") from None
 
     def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `fn` in one write transaction; a failed commit (a full disk, an I/O error) is a WriteError, and
+        leaves the store as it was before the transaction."""
         while True:
             try:
                 with self.env.begin(write=True) as txn:
                     return fn(txn)
             except lmdb.MapFullError:  # the aborted transaction is redone in a map twice the size
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as e:
+                raise write_error(Path(self.env.path()) / DATA_FILE, str(e)) from None
 
     def put_shard(self, mark: str, first_row: int, ids: Sequence[str], langs: Sequence[str],
                   texts: Sequence[str], metas: Sequence[dict[str, Any]]) -> None:

@@ -1,8 +1,8 @@
 """What the fault suites share: ways to damage a file, a failing write at a chosen point, the CLI run in-process,
 and a fingerprint of an index's answers to compare a repaired index with a clean build.
 
-The suites build and rebuild many tiny indexes: `one_faiss_thread` (imported into each suite, autouse) runs FAISS
-on one thread there, where its OpenMP threads would mostly wait for each other (tens of times slower on a busy
+The suites build and rebuild many tiny indexes: `one_thread` (imported into each suite, autouse) runs FAISS and
+torch on one thread there, where their threads would mostly wait for each other (tens of times slower on a busy
 machine); the same thread count also gives the clean and the repaired builds bit-identical files.
 """
 
@@ -22,11 +22,15 @@ from emsearch.index import Index
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_faiss_thread():
-    threads = faiss.omp_get_max_threads()
+def one_thread():
+    import torch
+
+    threads = faiss.omp_get_max_threads(), torch.get_num_threads()
     faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
     yield
-    faiss.omp_set_num_threads(threads)
+    faiss.omp_set_num_threads(threads[0])
+    torch.set_num_threads(threads[1])
 
 
 def truncate(path: Path) -> None:
@@ -68,15 +72,16 @@ class Faults:
         from emsearch.index.store import Store
 
         self.at, self.fault, self.count, self.fired = at, fault, 0, None
+        self.log: list[str] = []  # every write point passed, by name
         fsync, write_index, create = atomic._fsync, faiss.write_index, Store.create
 
         def failing_fsync(path):
-            self.point(f"fsync {Path(path).name}", OSError(self.fault, os.strerror(self.fault)))
+            self.point(f"fsync {Path(path).name}", lambda reason: OSError(self.fault, reason))
             fsync(path)
 
         def failing_write_index(index, name, *args):
-            self.point(f"faiss {Path(name).name}", RuntimeError(f"Error in faiss::FileIOWriter: write error in "
-                                                               f"{name}: 0 != 99 ({os.strerror(self.fault)})"))
+            self.point(f"faiss {Path(name).name}", lambda reason: RuntimeError(
+                f"Error in faiss::FileIOWriter: write error in {name}: 0 != 99 ({reason})"))
             write_index(index, name, *args)
 
         def failing_create(path, *args, **kwargs):
@@ -88,12 +93,13 @@ class Faults:
         monkeypatch.setattr(faiss, "write_index", failing_write_index)
         monkeypatch.setattr(Store, "create", failing_create)
 
-    def point(self, what: str, error: Exception) -> None:
-        if self.count == self.at:
-            self.fired = what
-            self.count += 1
-            raise Killed(what) if self.fault is Killed else error
+    def point(self, what: str, error: Callable[[str], Exception]) -> None:
+        """One write; the failing one raises `error(strerror)` (or `Killed`)."""
+        self.log.append(what)
         self.count += 1
+        if self.count - 1 == self.at:
+            self.fired = what
+            raise Killed(what) if self.fault is Killed else error(os.strerror(self.fault))
 
 
 class _FailingEnv:
@@ -106,8 +112,7 @@ class _FailingEnv:
         txn = self._env.begin(write=write, **kwargs)
         if write:
             try:
-                self._faults.point("lmdb commit", lmdb.Error(f"mdb_txn_commit: {os.strerror(self._faults.fault)}"
-                                                             if self._faults.fault is not Killed else ""))
+                self._faults.point("store/data.mdb", lambda reason: lmdb.Error(f"mdb_txn_commit: {reason}"))
             except BaseException:
                 txn.abort()
                 raise

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from faulty import DAMAGES, answers, count_encoded, one_faiss_thread, one_line_error, run_cli  # noqa: F401
+from faulty import DAMAGES, answers, count_encoded, one_thread, one_line_error, run_cli  # noqa: F401
 from toy_index import build_toy_index
 from emsearch.encoder import Encoder
 from emsearch.index import Index
