@@ -94,8 +94,10 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     from emsearch.encoder import Encoder  # torch: imported when a build starts, so that the CLI starts fast
 
     say = console.print if console is not None else (lambda *a, **k: None)
-    if cfg.shard_size < 1 or cfg.window_rows < 1 or cfg.workers < 0:
-        raise BuildError("--shard-size and the window size must be at least 1, --workers at least 0")
+    for name, value, least in (("--shard-size", cfg.shard_size, 1), ("window_rows", cfg.window_rows, 1),
+                               ("--workers", cfg.workers, 0), ("--batch-tokens", cfg.batch_tokens, 1)):
+        if value < least:
+            raise BuildError(f"{name} must be at least {least}, got {value}")
     corpus = Corpus(CorpusSpec(Path(cfg.input), cfg.text_column, cfg.lang_column, cfg.id_column, cfg.lang))
     encoder = encoder if encoder is not None else Encoder.load(cfg.model)
     t0 = time.perf_counter()
