@@ -343,3 +343,28 @@ def test_flag_errors(tiny_model, tmp_path, capsys):
     assert "not a faiss factory string" in one_line_error(
         capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--model", tiny_model,
         "--index-factory", "IVF4,Bogus")
+
+
+def test_an_index_from_before_checksums_is_upgraded_without_re_encoding(tiny_model, tmp_path, capsys, monkeypatch):
+    """No store checksum, no manifest checksum or copy: reported once, and the rerun records them (re-filling the
+    store from the input) without encoding a row."""
+    import emsearch.index.runners as runners
+
+    corpus = tmp_path / "c.parquet"
+    texts = write_corpus(corpus, 100)
+    out = tmp_path / "idx"
+    cfg = config(corpus, out, tiny_model, shard_size=100)
+    build_index(cfg)
+    old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    del old["checksum"], old["store"]
+    (out / "manifest.json").write_text(json.dumps(old), encoding="utf-8")
+    (out / "manifest.json.bak").unlink()
+    code, _, err = cli(capsys, "verify", out)
+    assert code == 1 and "data.mdb: no checksum recorded" in err and "manifest.json.bak: missing" in err
+    with pytest.raises(IndexOpenError, match="data.mdb: no checksum recorded .*repair it with: emsearch build-index"):
+        Index.open(out)
+    monkeypatch.setattr(runners, "encode_window", lambda *a: pytest.fail("a row was encoded again"))
+    assert build_index(cfg).store is not None
+    assert cli(capsys, "verify", out)[0] == 0
+    monkeypatch.undo()
+    assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
