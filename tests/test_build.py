@@ -339,7 +339,8 @@ def test_flag_errors(tiny_model, tmp_path, capsys):
     assert "cannot read 'lots' as a memory size" in one_line_error(
         capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--max-index-memory", "lots")
     assert "--workers must be at least 0, got -1" in one_line_error(
-        capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--model", tiny_model, "--workers", "-1")
+        capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--model", tiny_model,
+        "--workers", "-1")
     assert "not a faiss factory string" in one_line_error(
         capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--model", tiny_model,
         "--index-factory", "IVF4,Bogus")

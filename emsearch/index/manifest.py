@@ -265,7 +265,8 @@ def resolve_index(name_or_path: str | Path | None, home: Path = INDEX_HOME) -> P
         if not path.exists() and len(path.parts) == 1 and (home / path).is_dir():
             return home / path
         return path
-    found = sorted(p for p in home.iterdir() if (p / MANIFEST).is_file() or (p / COPY).is_file()) if home.is_dir() else []
+    found = sorted(p for p in home.iterdir()
+                   if (p / MANIFEST).is_file() or (p / COPY).is_file()) if home.is_dir() else []
     if len(found) == 1:
         return found[0]
     if not found:
