@@ -1,11 +1,12 @@
-"""A build that fails at any of its writes (a full disk, an I/O error) or is killed there: a failed write is one
-`error:` line naming the file and what to do, never a traceback; and the same command run again finishes an
+"""A build that fails at any of its writes (a full disk, an I/O error) or is killed at any stage: a failed write
+is one `error:` line naming the file and what to do, never a traceback; and the same command run again finishes an
 index that `verify` calls whole and that answers exactly like a clean build, encoding no saved window again
 (only the windows in flight when it failed)."""
 
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 from pathlib import Path
 
@@ -24,14 +25,14 @@ OPTIONS = {"shard_size": 50, "index_factory": "IVF4,PQ8x4", "merge": True}  # ev
 
 @pytest.fixture(scope="module")
 def clean(tiny_model, tmp_path_factory):
-    """The clean build, its answers, and how many writes it makes."""
+    """The clean build, its answers, and its writes in order (by name)."""
     toy = build_toy_index(tmp_path_factory.mktemp("clean"), tiny_model, n=40, n_noise=10, **OPTIONS)
     queries = toy.deu[:3] + toy.eng[:2]
     encoder = Encoder.load(tiny_model)
     with pytest.MonkeyPatch.context() as monkeypatch:
         faults = Faults(monkeypatch)
         build_index(config(toy, tiny_model, toy.path.parent / "counted"), encoder=encoder)
-    return toy, queries, answers(toy.path, queries, encoder), faults.count, encoder
+    return toy, queries, answers(toy.path, queries, encoder), faults.log, encoder
 
 
 def config(toy, model, out) -> BuildConfig:
@@ -39,13 +40,20 @@ def config(toy, model, out) -> BuildConfig:
                        id_column="id", **OPTIONS)
 
 
+def stages(writes: list[str]) -> list[int]:
+    """The first write of each kind (a manifest, a store transaction, a window, a shard, each FAISS file, ...)."""
+    kinds = [re.sub(r"\d", "N", what) for what in writes]
+    return [kinds.index(kind) for kind in dict.fromkeys(kinds)]
+
+
 @pytest.mark.parametrize("fault", [errno.ENOSPC, errno.EIO, Killed], ids=["ENOSPC", "EIO", "killed"])
 def test_a_fault_at_every_write_then_a_rerun(clean, tiny_model, fault, tmp_path, capsys, monkeypatch):
+    """A full disk and an I/O error at every write; a kill at the first write of each kind (each stage)."""
     toy, queries, expected, writes, encoder = clean
-    assert writes > 20  # windows, shards, manifests, store transactions, FAISS files, the merge
+    assert len(writes) > 20  # windows, shards, manifests, store transactions, FAISS files, the merge
     cfg = config(toy, tiny_model, tmp_path / "idx")
     rows = 2 * (40 + 10)
-    for at in range(writes):
+    for at in stages(writes) if fault is Killed else range(len(writes)):
         shutil.rmtree(cfg.out, ignore_errors=True)
         with monkeypatch.context() as m:
             encoded = count_encoded(m)
