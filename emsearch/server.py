@@ -14,8 +14,9 @@ Endpoints:
 undocumented. Every answer but the page is JSON; a bad request is answered 4xx with {"error": "..."} (`ERRORS`
 lists each code and when), and the service keeps serving; 500 means a bug, and is logged even with --quiet.
 It is built on the standard library's ThreadingHTTPServer (no extra dependency): requests are read, parsed and
-answered on their own threads (a slow client holds its own thread for at most `read_seconds`), and searches run one at a time under a lock — the encoder and FAISS already use every core for one batch,
-so running searches side by side would only oversubscribe the CPU, while /health stays answerable meanwhile.
+answered on their own threads (a slow client holds its own thread for at most `read_seconds`), and searches run
+one at a time under a lock — the encoder and FAISS already use every core for one batch, so running searches side
+by side would only oversubscribe the CPU, while /health stays answerable meanwhile.
 """
 
 from __future__ import annotations
