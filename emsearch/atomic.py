@@ -5,16 +5,38 @@
     write_text_atomic(out / "manifest.json", text)
 
 `replace_dir` does the same for a directory of files built in a temporary directory beside the target.
+
+A write that fails (a full disk, an I/O error) is a `WriteError`: one line naming the file and what to do, never
+a bare `[Errno 28]` that names no file. The target keeps its old content (or stays absent), so rerunning the
+command after freeing space resumes from a consistent state.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from emsearch.errors import EmsearchError
+
+
+class WriteError(EmsearchError):
+    """A file could not be written (disk full, I/O error, no permission)."""
+
+
+def write_error(path: str | Path, cause: OSError | str) -> WriteError:
+    """The one-line error for a failed write of `path`; `cause` is the OSError, or a library's message for one."""
+    if isinstance(cause, OSError):
+        reason, full = cause.strerror or str(cause), cause.errno in (errno.ENOSPC, errno.EDQUOT)
+    else:
+        reason, full = cause, "No space left" in cause or "Disk quota" in cause
+    advice = "free some space on its disk" if full else "check the disk and its permissions"
+    return WriteError(f"cannot write {path} ({reason}); {advice}, then rerun the same command (what was "
+                      "finished is kept)")
 
 
 def _fsync(path: Path) -> None:
@@ -32,6 +54,8 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(path, e) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -54,13 +78,15 @@ def replace_dir(path: str | Path, last: tuple[str, ...] = ()) -> Iterator[Path]:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         yield tmp
         path.mkdir(parents=True, exist_ok=True)
         for f in sorted(tmp.iterdir(), key=lambda f: (f.name in last, f.name)):
             _fsync(f)
             os.replace(f, path / f.name)
+    except OSError as e:
+        raise write_error(path, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -85,3 +111,9 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_matches(path: str | Path, sha256: str | None) -> bool:
+    """Whether `path` is a file whose SHA-256 is `sha256` (False for None: nothing recorded to compare with)."""
+    path = Path(path)
+    return sha256 is not None and path.is_file() and file_sha256(path) == sha256

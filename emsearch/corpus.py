@@ -13,6 +13,10 @@ records (for plain text: its line number - 1).
 Null, missing and blank texts are skipped and counted. `scan()` reads the whole input once before anything is
 written, so invalid UTF-8, malformed lines, unknown languages and null ids fail up front with the line named,
 never hours into a build; duplicate ids are caught while storing (see `store.Store.put_shard`).
+
+Text that is not valid Unicode is refused, never replaced: bytes that are not UTF-8 (named by line), and in JSON a
+lone surrogate escape such as "\\ud800" (named by line and key), which decodes to a string no file can hold.
+`utf8_problem` is the one test; the query side (`SearchRequest`, `Encoder.encode`) applies the same rule.
 """
 
 from __future__ import annotations
@@ -39,11 +43,23 @@ class CorpusError(EmsearchError):
     """Input that cannot be indexed: the message names the file, the line or column, and the fix."""
 
 
+def utf8_problem(text: str) -> str | None:
+    """Why `text` cannot be written as UTF-8, or None: a lone surrogate, which is what a JSON escape like "\\ud800"
+    or undecodable bytes in a command-line argument become in Python."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"not valid Unicode (a lone surrogate, U+{ord(text[e.start]):04X}, at character {e.start + 1})"
+    return None
+
+
 def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """(line number from 1, decoded line without its newline) of a UTF-8 text file; invalid UTF-8 is an error
-    naming the line."""
+    naming the line. A byte-order mark opening the file (as some editors write) is not part of its first line."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
             try:
                 yield lineno, raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
@@ -201,6 +217,8 @@ class Corpus:
                 raise CorpusError(f"{where}: not JSON ({e.msg}); write one JSON object per line") from None
             if not isinstance(record, dict):
                 raise CorpusError(f"{where}: a JSON {type(record).__name__}, not an object")
+            if "\\u" in line:  # only an escape can make a string that is not valid Unicode
+                _check_unicode(record, where)
             if position == 0:
                 self._check_columns(list(record), where, with_langs)
             yield position, record, where
@@ -227,3 +245,11 @@ class Corpus:
     def _lines_as_records(self, with_langs: bool) -> Iterator[tuple[int, dict[str, Any], str]]:
         for lineno, line in text_lines(self.path):
             yield lineno - 1, {self.spec.text_column: line}, f"{self.path}:{lineno}"
+
+
+def _check_unicode(record: dict[str, Any], where: str) -> None:
+    for key, value in record.items():
+        problem = utf8_problem(key) or utf8_problem(value if isinstance(value, str) else
+                                                    json.dumps(value, ensure_ascii=False))
+        if problem:
+            raise CorpusError(f"{where}: {key!r} is {problem}; fix or drop the escape")

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from emsearch.atomic import file_sha256, swap_dir
 from emsearch.errors import EmsearchError
 from emsearch.config import ENCODE_BATCH_TOKENS, ModelConfig, from_dict
+from emsearch.corpus import utf8_problem
 from emsearch.languages import normalize_lang
 from emsearch.model import EMSEncoder
 from emsearch.progress import bar
@@ -184,6 +185,9 @@ class Encoder:
         """Sentence vectors (len(texts), dim), float32, unit length; row i is texts[i]."""
         if isinstance(texts, str):
             raise TypeError("encode takes a list of sentences; wrap a single sentence in a list")
+        for i, text in enumerate(texts):
+            if utf8_problem(text):
+                raise EmsearchError(f"text {i} is {utf8_problem(text)}; encode UTF-8 text")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out

@@ -1,8 +1,12 @@
-"""Progress display for long jobs: a rich bar with rows/s and ETA, or a spinner; silent without a console."""
+"""Progress display for long jobs: a rich bar with rows/s and ETA, or a spinner; silent without a console.
+
+A job that fails leaves no bar or spinner behind (on a terminal, or as a last line in a log): the error that
+follows says what happened. A bar whose rows were all done by an earlier run ends as one line saying so.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -51,8 +55,10 @@ def bar(console: Console | None, label: str, total: int) -> Iterator[_Bar | _Sil
         return
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
-    with progress:
-        yield _Bar(progress, progress.add_task(label, total=total), label)
+    shown = _Bar(progress, progress.add_task(label, total=total), label)
+    with _shown(progress, last=lambda: None if shown.skipped < total else  # not "0/0 0 rows/s ETA -:--:--"
+                f"{label}: all {total:,} rows done by an earlier run"):
+        yield shown
 
 
 @contextmanager
@@ -62,8 +68,31 @@ def stage(console: Console | None, label: str) -> Iterator[None]:
     if console is None:
         yield
         return
-    with Progress(SpinnerColumn(finished_text="✓"), TextColumn(label), TimeElapsedColumn(),
-                  console=console) as progress:
-        task = progress.add_task("", total=1)
+    progress = Progress(SpinnerColumn(finished_text="✓"), TextColumn(label), TimeElapsedColumn(), console=console)
+    task = progress.add_task("", total=1)
+    with _shown(progress, last=lambda: None):
         yield
         progress.update(task, completed=1)
+
+
+@contextmanager
+def _shown(progress: Progress, last: Callable[[], str | None]) -> Iterator[None]:
+    """Show `progress` while the block runs: live on a terminal, and in a log (not a terminal) its last state
+    once. When the block succeeds, `last()` may give a line to show instead of that state; when it raises, the
+    display goes with it."""
+    console = progress.console
+    if not console.is_interactive:
+        yield
+        line = last()
+        console.print(progress.get_renderable() if line is None else line, highlight=False)
+        return
+    with progress:
+        try:
+            yield
+        except BaseException:
+            progress.live.transient = True
+            raise
+        line = last()
+        progress.live.transient = line is not None
+    if line is not None:
+        console.print(line, highlight=False)

@@ -11,10 +11,12 @@ Endpoints:
                         → {"results": [[hit, ...], ...]}, one list per query, hit as in `emsearch query --json`
     GET  /openapi.json  the OpenAPI 3 description of all of these, request and response bodies included
 `openapi` is the one description of the API: the handler routes by its paths and methods, so no endpoint exists
-undocumented. A bad request is answered 4xx with {"error": "..."}; the service keeps serving. It is built on the
-standard library's ThreadingHTTPServer (no extra dependency): requests are read, parsed and answered on their own
-threads, and searches run one at a time under a lock — the encoder and FAISS already use every core for one batch,
-so running searches side by side would only oversubscribe the CPU, while /health stays answerable meanwhile.
+undocumented. Every answer but the page is JSON; a bad request is answered 4xx with {"error": "..."} (`ERRORS`
+lists each code and when), and the service keeps serving; 500 means a bug, and is logged even with --quiet.
+It is built on the standard library's ThreadingHTTPServer (no extra dependency): requests are read, parsed and
+answered on their own threads (a slow client holds its own thread for at most `read_seconds`), and searches run
+one at a time under a lock — the encoder and FAISS already use every core for one batch, so running searches side
+by side would only oversubscribe the CPU, while /health stays answerable meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict, dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -31,6 +34,17 @@ from emsearch.search.query import MAX_CHARS, SearchRequest, hit_json, run
 from emsearch.version import __version__
 
 JSON, HTML = "application/json", "text/html"
+ERRORS = {  # every error code the service answers, and when: the README and /openapi.json say the same
+    400: "a malformed request: not UTF-8 JSON, nested too deeply, a field of the wrong type or out of range, a "
+         "body shorter than its Content-Length, a malformed request line",
+    404: "no such endpoint",
+    405: "the endpoint does not take this method (HEAD, OPTIONS, PATCH, ... included)",
+    408: "the request (its body included) did not arrive within `read_seconds`",
+    411: "a POST without a Content-Length, or chunked",
+    413: "a body over `max_body` bytes",
+    500: "a bug: the request was not answered, the service goes on",
+    501: "an HTTP method the server does not know",
+}
 HIT_FIELDS = {  # the keys of `hit_json`
     "query_index": {"type": "integer", "description": "position of the query in texts"},
     "query": {"type": "string"},
@@ -57,12 +71,14 @@ class Limits:
     max_body: int = 1 << 20  # bytes of JSON
     max_k: int = 100
     max_texts: int = 64  # queries per request
+    read_seconds: int = 5  # to send the request, body included: a slow or short body is answered 408, not waited on
 
 
 def openapi(limits: Limits) -> dict[str, Any]:
     """The OpenAPI 3 document served at /openapi.json, with this server's limits in the schemas."""
-    error = {"description": "a bad request; the service keeps serving",
-             "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    def error(code: int) -> dict[str, Any]:
+        return {"description": ERRORS[code], "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
 
     def ok(description: str, schema: str, example: Any = None, media: str = JSON) -> dict[str, Any]:
         content = {"schema": {"$ref": f"#/components/schemas/{schema}"}} if schema else {"schema": {"type": "string"}}
@@ -86,7 +102,7 @@ def openapi(limits: Limits) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {JSON: {
                     "schema": {"$ref": "#/components/schemas/SearchRequest"}, "example": EXAMPLE_SEARCH}}},
                 "responses": {**ok("one list of hits per query, best first", "SearchResponse", EXAMPLE_RESULTS),
-                              "400": error, "411": error, "413": error}}},
+                              **{str(code): error(code) for code in (400, 408, 411, 413, 500)}}}},
             "/openapi.json": {"get": {"summary": "this document", "responses": ok("OpenAPI 3", "")}},
         },
         "components": {"schemas": {
@@ -157,17 +173,25 @@ class SearchService:
 
 
 class Handler(BaseHTTPRequestHandler):
-    service: SearchService  # set on the per-server subclass by `make_server`
+    service: SearchService  # set on the per-server subclass by `make_server`, with `timeout` (its read_seconds)
     quiet = False
-    timeout = 30  # seconds a client may take to send its request
 
     def send_json(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        # backslashreplace: a lone surrogate echoed in an error message goes out as its JSON escape, not a crash
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace")
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own answers (a malformed request line, an unknown method, headers too long) in
+        JSON like every other."""
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        self.send_json(code, {"error": message or HTTPStatus(code).phrase})
 
     def answer(self, method: str) -> None:
         path = self.path.split("?", 1)[0]
@@ -195,7 +219,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.send_json(e.status, {"error": str(e)})
         except Exception as e:  # a bug must cost one request, not the service
-            self.log_message("error: %s: %s", type(e).__name__, e)
+            self.log_error("error: %s: %s", type(e).__name__, e)
             self.close_connection = True
             self.send_json(500, {"error": f"internal error ({type(e).__name__}); the request was not answered"})
 
@@ -205,35 +229,33 @@ class Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is None:
             raise HTTPError(411, "a Content-Length header is required")
-        try:
-            n = int(length)
-        except ValueError:
-            raise HTTPError(400, f"bad Content-Length {length!r}") from None
-        if n < 0 or n > self.service.limits.max_body:
+        if not length.strip().isdigit():
+            raise HTTPError(400, f"bad Content-Length {length[:40]!r}: give the body's size in bytes")
+        n = int(length)
+        if n > self.service.limits.max_body:
             raise HTTPError(413, f"body of {n} bytes; at most {self.service.limits.max_body} are accepted")
-        raw = self.rfile.read(n)
+        try:
+            raw = self.rfile.read(n)
+        except TimeoutError:
+            raise HTTPError(408, f"the body did not arrive within {self.timeout} s ({n} bytes announced)") from None
         if len(raw) < n:
             raise HTTPError(400, f"body ended after {len(raw)} of {n} bytes")
         try:
             return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, ValueError) as e:  # ValueError: JSON, or a number of over 4,300 digits
             raise HTTPError(400, f"the body is not valid UTF-8 JSON ({e})") from None
+        except RecursionError:
+            raise HTTPError(400, "the body's JSON is nested too deeply") from None
 
-    def do_GET(self) -> None:
-        self.answer("GET")
+    def _dispatch(self) -> None:
+        self.answer(self.command)
 
-    def do_POST(self) -> None:
-        self.answer("POST")
+    # every standard method is routed, so that a wrong one is a JSON 405 (an unknown one: `send_error`, 501)
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _dispatch
 
-    def do_PUT(self) -> None:
-        self.answer("PUT")
-
-    def do_DELETE(self) -> None:
-        self.answer("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if not self.quiet:
-            super().log_message(format, *args)
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if not self.quiet:  # --quiet hides the request lines only: errors are still logged
+            super().log_request(code, size)
 
 
 class _Server(ThreadingHTTPServer):
@@ -247,5 +269,6 @@ class _Server(ThreadingHTTPServer):
 def make_server(service: SearchService, host: str = "127.0.0.1", port: int = 8080,
                 quiet: bool = False) -> ThreadingHTTPServer:
     """A bound, not yet running server (port 0 picks a free port: read `server.server_address`)."""
-    handler = type("BoundHandler", (Handler,), {"service": service, "quiet": quiet})
+    handler = type("BoundHandler", (Handler,), {"service": service, "quiet": quiet,
+                                                "timeout": service.limits.read_seconds})
     return _Server((host, port), handler)

@@ -6,6 +6,8 @@ reversed: a model only retrieves the right translation if training taught it the
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emsearch.config import PRESETS, TokenizerConfig, TrainConfig
+from emsearch.config import PRESETS, TokenizerConfig, TrainConfig, from_dict
+from emsearch.index.manifest import Manifest, save
 
 WORDS = 120
 
@@ -56,3 +59,12 @@ def tiny_model(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("tiny_model")
     data = write_pairs(tmp / "pairs.parquet", 3000)
     return train(tiny_config(tmp, data, steps=250), progress=False)  # top-1 on unseen pairs ~0.95 (150: ~0.8)
+
+
+def edit_manifest(root: Path, edit: Callable[[dict], None]) -> None:
+    """Change an index's manifest as a build (of this or an older version) could have written it: `edit` changes
+    the JSON in place, and both copies are saved with their checksum anew."""
+    data = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    data.pop("checksum", None)
+    edit(data)
+    save(root, from_dict(Manifest, data))

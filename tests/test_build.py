@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import synthetic_pairs
+from conftest import edit_manifest, synthetic_pairs
 from emsearch.index.build import BuildConfig, BuildError, build_index, default_out
 from emsearch.cli import main
 from emsearch.index import Index, IndexOpenError
@@ -110,7 +110,7 @@ def test_resume_redoes_only_damaged_shards_and_reindex_reuses_embeddings(tiny_mo
     mtimes = {s.file: (out / s.file).stat().st_mtime_ns for s in first.shards}
     # a crash mid-build: shard 2 lost, the manifest not yet complete
     (out / first.shards[2].file).unlink()
-    (out / "manifest.json").write_text(json.dumps({**first.to_json(), "complete": False}), encoding="utf-8")
+    edit_manifest(out, lambda m: m.update(complete=False))
     again = build_index(config(corpus, out, tiny_model, shard_size=200))
     assert [s.sha256 for s in again.shards] == [s.sha256 for s in first.shards]  # deterministic
     changed = [f for f, t in mtimes.items() if (out / f).stat().st_mtime_ns != t]
@@ -173,7 +173,9 @@ def test_rerun_repairs_a_damaged_complete_index(tiny_model, tmp_path):
     built = build_index(cfg)
     (out / built.shards[1].file).unlink()
     (out / built.index.merged.data).unlink()
-    with pytest.raises(IndexOpenError, match="rerun emsearch build-index to repair it"):
+    with pytest.raises(IndexOpenError, match=r"00001.npy: missing \(and 1 more\); repair it with: emsearch "
+                                             r"build-index .*c.parquet --out .*idx --model .* --shard-size 200 "
+                                             r"--index-factory IVF8,PQ8x4 --merge$"):
         Index.open(out)
     repaired = build_index(cfg)
     assert repaired.complete and [s.sha256 for s in repaired.shards] == [s.sha256 for s in built.shards]
@@ -197,12 +199,13 @@ def test_verify_finds_damage_and_a_rerun_repairs_it(tiny_model, tmp_path, capsys
     shard.write_bytes(bytes(raw))
     data = out / "store" / "data.mdb"
     os.truncate(data, data.stat().st_size // 2)
-    with pytest.raises(IndexOpenError, match="data.mdb: truncated .* rerun emsearch build-index with the same"):
+    with pytest.raises(IndexOpenError, match=r"00001.npy: damaged .*\(and 1 more\); repair it with: emsearch"):
         Index.open(out)
     code, stdout, err = cli(capsys, "verify", out, "--json")
     verdict = json.loads(stdout)
     assert code == 1 and not verdict["whole"] and len(verdict["problems"]) == 2
-    assert any(shard.name in p for p in verdict["problems"]) and any("truncated" in p for p in verdict["problems"])
+    assert any(shard.name in p for p in verdict["problems"]) and any("data.mdb: damaged" in p
+                                                                     for p in verdict["problems"])
     code, _, err = cli(capsys, "verify", out)
     assert code == 1 and "repair: emsearch build-index" in err
     # The hint works: the same build again re-encodes the shard, re-fills the store, rebuilds the FAISS index.
@@ -258,8 +261,7 @@ def test_output_directory_guards(tiny_model, tmp_path):
     write_corpus(b, 60, seed=3)
     with pytest.raises(BuildError, match=r"holds an index of an older version of this input.*bytes, mtime_ns differ"):
         build_index(config(b, out, tiny_model))
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    (out / "manifest.json").write_text(json.dumps({**manifest, "complete": False}), encoding="utf-8")
+    edit_manifest(out, lambda m: m.update(complete=False))
     with pytest.raises(BuildError, match=r"unfinished build of an older .* shard_size differ\); rerun with the same"):
         build_index(config(b, out, tiny_model, shard_size=7))
     assert build_index(config(b, out, tiny_model)).counts.rows == 120
@@ -336,6 +338,34 @@ def test_flag_errors(tiny_model, tmp_path, capsys):
         capsys, "build-index", corpus, "--name", "x", "--out", tmp_path / "o", "--lang", "en")
     assert "cannot read 'lots' as a memory size" in one_line_error(
         capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--max-index-memory", "lots")
+    assert "--workers must be at least 0, got -1" in one_line_error(
+        capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--model", tiny_model,
+        "--workers", "-1")
     assert "not a faiss factory string" in one_line_error(
         capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--model", tiny_model,
         "--index-factory", "IVF4,Bogus")
+
+
+def test_an_index_from_before_checksums_is_upgraded_without_re_encoding(tiny_model, tmp_path, capsys, monkeypatch):
+    """No store checksum, no manifest checksum or copy: reported once, and the rerun records them (re-filling the
+    store from the input) without encoding a row."""
+    import emsearch.index.runners as runners
+
+    corpus = tmp_path / "c.parquet"
+    texts = write_corpus(corpus, 100)
+    out = tmp_path / "idx"
+    cfg = config(corpus, out, tiny_model, shard_size=100)
+    build_index(cfg)
+    old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    del old["checksum"], old["store"]
+    (out / "manifest.json").write_text(json.dumps(old), encoding="utf-8")
+    (out / "manifest.json.bak").unlink()
+    code, _, err = cli(capsys, "verify", out)
+    assert code == 1 and "data.mdb: no checksum recorded" in err and "manifest.json.bak: missing" in err
+    with pytest.raises(IndexOpenError, match="data.mdb: no checksum recorded .*repair it with: emsearch build-index"):
+        Index.open(out)
+    monkeypatch.setattr(runners, "encode_window", lambda *a: pytest.fail("a row was encoded again"))
+    assert build_index(cfg).store is not None
+    assert cli(capsys, "verify", out)[0] == 0
+    monkeypatch.undo()
+    assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)

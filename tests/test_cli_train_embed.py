@@ -160,6 +160,8 @@ def test_embed_rejects_missing_input_and_non_models(cli, tiny_model, tmp_path):
                           "is a directory: give a text, parquet, JSONL or TSV file")
     assert_one_line_error(cli("embed", src, "-o", tmp_path / "absent" / "o.npy", "--model", tiny_model),
                           "absent: no such directory for the output")
+    assert_one_line_error(cli("embed", src, "-o", tmp_path, "--model", tiny_model),
+                          f"{tmp_path} is a directory: give a file name for the vectors")
     garbage = tsv(tmp_path / "g.parquet", b"not parquet at all")
     assert_one_line_error(cli("embed", garbage, "-o", tmp_path / "o.npy", "--model", tiny_model),
                           "g.parquet: not a readable parquet file")

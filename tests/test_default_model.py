@@ -49,3 +49,23 @@ def test_the_readme_queries_find_their_answers_first(tmp_path):
         assert {h.id for h in hits} == {"ex-0201", "ex-0207"}
         hits = index.search(["Où est-ce que je peux acheter un billet de bus ?"], k=1, langs=["en"])[0]
         assert hits[0].text == "Where can I buy a ticket for the bus?"
+
+
+def test_the_readme_http_example_is_what_the_server_answers(tmp_path):
+    """The request and response in the README's HTTP section, run: a retrained default model updates them."""
+    import json
+    import re
+
+    from emsearch.server import SearchService
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    http = readme[readme.index("## HTTP API"):]
+    request = json.loads(re.search(r"curl -s localhost:8080/search -d '(.+)'", http).group(1))
+    response = json.loads(re.search(r"```json\n(.+?)\n```", http, re.S).group(1))
+    build_index(BuildConfig(input=str(CORPUS), out=str(tmp_path / "corpus"), id_column="id"))
+    with Index.open(tmp_path / "corpus") as index:
+        answer = SearchService(index).search(request)
+    assert [[{**h, "score": None} for h in q] for q in answer["results"]] == \
+        [[{**h, "score": None} for h in q] for q in response["results"]]
+    assert [h["score"] for h in answer["results"][0]] == pytest.approx(
+        [h["score"] for h in response["results"][0]], abs=1e-3)

@@ -84,14 +84,13 @@ def test_contents_round_trip(flat, tiny_model, corpus):
 
 
 def test_a_damaged_centre_is_refused_on_open(flat, tmp_path):
-    import json
     import shutil
+
+    from conftest import edit_manifest
 
     copy = tmp_path / "copy"
     shutil.copytree(flat.path, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["index"]["centre"] = manifest["index"]["centre"][:-1]
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    edit_manifest(copy, lambda m: m["index"].update(centre=m["index"]["centre"][:-1]))
     with pytest.raises(IndexOpenError, match="the recorded centre has 63 values for vectors of dimension 64"):
         Index.open(copy)
 

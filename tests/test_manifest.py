@@ -11,7 +11,7 @@ import pytest
 
 from emsearch.index.choice import choose_index
 from emsearch.index.manifest import (BuildRecord, CalibrationPoint, Counts, IndexRecord, InputRecord, Manifest,
-                                     ManifestError, ModelRecord, Requested, load, resolve_index, save)
+                                     ManifestError, ModelRecord, Requested, load, read, resolve_index, save)
 from emsearch.index.shards import write_shard
 
 
@@ -34,6 +34,23 @@ def test_round_trip(tmp_path):
     done = replace(m, complete=True)
     save(tmp_path, done)
     assert load(tmp_path).complete and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_damaged_copy_is_read_from_the_other(tmp_path):
+    m = manifest(tmp_path)
+    save(tmp_path, m)
+    main, copy = tmp_path / "manifest.json", tmp_path / "manifest.json.bak"
+    assert main.read_bytes() == copy.read_bytes()
+    # a changed digit still parses: the checksum catches it, and the copy answers
+    main.write_text(main.read_text(encoding="utf-8").replace('"rows": 3', '"rows": 4'), encoding="utf-8")
+    with pytest.raises(ManifestError, match="manifest.json is damaged .*rerun emsearch build-index"):
+        read(main)
+    assert load(tmp_path) == m
+    main.unlink()
+    assert load(tmp_path) == m
+    copy.write_bytes(copy.read_bytes()[:50])
+    with pytest.raises(ManifestError, match="manifest.json.bak is corrupt"):
+        load(tmp_path)
 
 
 def test_corrupt_foreign_and_mistyped_manifests_are_refused(tmp_path):

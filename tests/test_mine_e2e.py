@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import synthetic_pairs
+from conftest import edit_manifest, synthetic_pairs
 from test_eval import run_cli
 from toy_index import build_toy_index
 from emsearch.encoder import Encoder
@@ -165,10 +165,12 @@ def test_the_bundle_threshold_needs_a_centred_index(tiny_model, tmp_path, capsys
     """The model's threshold was set on margins between centred vectors: an uncentred index (built before
     centring, or with --no-centre) asks for an explicit one."""
     raw = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10)
-    manifest = json.loads((raw.path / "manifest.json").read_text())
-    manifest["index"]["centre"] = None
-    manifest["index"]["requested"].pop("centre")  # as written before centring
-    (raw.path / "manifest.json").write_text(json.dumps(manifest))
+
+    def as_before_centring(manifest: dict) -> None:
+        manifest["index"]["centre"] = None
+        manifest["index"]["requested"].pop("centre")
+
+    edit_manifest(raw.path, as_before_centring)
     bundle = tmp_path / "model"
     shutil.copytree(tiny_model, bundle)
     info = json.loads((bundle / "config.json").read_text())
@@ -189,6 +191,8 @@ def test_the_bundle_threshold_needs_a_centred_index(tiny_model, tmp_path, capsys
     (["--src", "de", "--tgt", "en", "--mode", "best"], "retrieval mode"),
     (["--src", "de", "--tgt", "en", "--k", "0"], "k must be"),
     (["--src", "de", "--tgt", "en", "--format", "csv"], "output format"),
+    (["--src", "de", "--tgt", "en", "--threshold", "nan"], "the threshold must be a finite number, got nan"),
+    (["--src", "de", "--tgt", "en", "--threshold", "inf"], "the threshold must be a finite number, got inf"),
 ])
 def test_cli_bad_input(toy, extra, message, tmp_path, capsys, monkeypatch):
     out = tmp_path / "pairs.parquet"
@@ -196,6 +200,17 @@ def test_cli_bad_input(toy, extra, message, tmp_path, capsys, monkeypatch):
     assert code == 2 and message in err, err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_cli_output_is_a_directory(toy, tmp_path, capsys, monkeypatch):
+    from emsearch.search import mine as mine_module
+
+    mined = []
+    monkeypatch.setattr(mine_module, "mine_indexes", lambda *a, **k: mined.append(1))  # refused before any work
+    code, _, err = run_cli(["mine", "--index", str(toy.path), "--src", "de", "--tgt", "en", "-o", str(tmp_path)],
+                           capsys, monkeypatch)
+    assert code == 2 and err.strip() == f"error: {tmp_path} is a directory: give a file name for the pairs"
+    assert not mined
 
 
 def test_cli_two_indexes_must_share_the_model(toy, tiny_model, tmp_path, capsys, monkeypatch):

@@ -3,7 +3,9 @@ import io
 from rich.console import Console
 from rich.progress import Progress
 
-from emsearch.progress import RateColumn, bar
+import pytest
+
+from emsearch.progress import RateColumn, bar, stage
 
 
 def test_rate_shows_the_average_when_a_job_ends_in_one_update():
@@ -32,3 +34,20 @@ def test_rows_of_an_earlier_run_leave_the_count_and_are_labelled_reused():
         task = b.progress.tasks[0]
         assert (task.completed, task.total) == (100, 400)  # rate and ETA measure this run's 400 rows
         assert task.description == "encoding (600 reused)"
+
+
+def test_a_failed_job_leaves_no_bar_or_spinner_and_a_reused_one_says_so():
+    log = io.StringIO()  # not a terminal: rich prints a display's last state when it ends
+    console = Console(file=log)
+    with stage(console, "training"):
+        pass
+    with pytest.raises(OSError), stage(console, "merging"):
+        raise OSError("disk full")
+    with pytest.raises(OSError), bar(console, "adding", 10) as b:
+        b.advance(3)
+        raise OSError("disk full")
+    with bar(console, "encoding", 420) as b:
+        b.skip(420)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("✓ training")
+    assert lines[1] == "encoding: all 420 rows done by an earlier run"

@@ -235,3 +235,37 @@ def test_serve_command(toy, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(["serve", "--port", str(port)], capsys, monkeypatch)
     assert code == 2 and "choose one with --index" in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_host_is_checked_and_an_exposed_service_warned(toy, capsys, monkeypatch):
+    from test_eval import run_cli
+    from emsearch.server import _Server
+
+    monkeypatch.setattr(_Server, "serve_forever", lambda self: None)  # bound, announced, then stopped at once
+    code, _, err = run_cli(["serve", str(toy.path), "--host", "0.0.0.0", "--port", "0"], capsys, monkeypatch)
+    assert code == 0 and "warning: listening on 0.0.0.0: anyone who can reach this machine" in err
+    code, _, err = run_cli(["serve", str(toy.path), "--port", "0"], capsys, monkeypatch)
+    assert code == 0 and "warning" not in err
+    code, _, err = run_cli(["serve", str(toy.path), "--host", "300.1.1.1", "--port", "0"], capsys, monkeypatch)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("error: cannot listen on --host 300.1.1.1 (") and "e.g. 127.0.0.1" in err
+
+
+def test_quiet_hides_requests_but_not_internal_errors(server, capsys):
+    port, index = server
+    service = SearchService(index)
+    service.search = lambda body: 1 / 0  # a bug
+    httpd = make_server(service, "127.0.0.1", 0, quiet=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        capsys.readouterr()
+        assert call(httpd.server_address[1], "GET", "/health")[0] == 200
+        status, body = search(httpd.server_address[1], {"texts": ["ka001"]})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+    err = capsys.readouterr().err
+    assert status == 500 and body == {"error": "internal error (ZeroDivisionError); the request was not answered"}
+    assert "error: ZeroDivisionError: division by zero" in err and "GET /health" not in err

@@ -26,8 +26,8 @@ class ToyIndex:
 
 
 def build_toy_index(tmp: Path, model: Path, n: int = 150, n_noise: int = 60, shard_size: int = 64,
-                    extra: tuple[tuple[str, str, str], ...] = ()) -> ToyIndex:
-    """`extra` adds rows (id, lang, text) at the end."""
+                    extra: tuple[tuple[str, str, str], ...] = (), **options) -> ToyIndex:
+    """`extra` adds rows (id, lang, text) at the end; `options` are more BuildConfig fields."""
     eng, deu = synthetic_pairs(n, seed=31)
     eng_noise, _ = synthetic_pairs(n_noise, seed=32)
     _, deu_noise = synthetic_pairs(n_noise, seed=33)
@@ -38,5 +38,5 @@ def build_toy_index(tmp: Path, model: Path, n: int = 150, n_noise: int = 60, sha
     corpus = tmp / "corpus.parquet"
     pq.write_table(pa.table({"id": ids, "lang": langs, "text": texts, "source": ["toy"] * len(rows)}), corpus)
     build_index(BuildConfig(input=str(corpus), out=str(tmp / "index"), model=str(model), id_column="id",
-                            shard_size=shard_size))
+                            shard_size=shard_size, **options))
     return ToyIndex(tmp / "index", deu, eng, deu_noise, eng_noise)

@@ -31,6 +31,8 @@ def embed_command(
         raise EmsearchError(f"{input} is a directory: give a text, parquet, JSONL or TSV file")
     if not output.parent.is_dir():
         raise EmsearchError(f"{output.parent}: no such directory for the output")
+    if output.is_dir():
+        raise EmsearchError(f"{output} is a directory: give a file name for the vectors, e.g. {output / 'x.npy'}")
     texts = list(Corpus(CorpusSpec(input, text_column=text_column, lang=lang)).texts())
     if not texts:
         raise EmsearchError(f"{input}: no sentences")

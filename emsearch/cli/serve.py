@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 from pathlib import Path
 from typing import Optional
 
@@ -34,11 +35,16 @@ def serve_command(
         try:
             server = make_server(SearchService(idx, Limits(max_body, max_k, max_texts)), host, port, quiet=quiet)
         except OSError as e:
-            if e.errno != errno.EADDRINUSE:
-                raise
-            raise OSError(f"port {port} on {host} is already in use (another emsearch serve?); "
-                          f"pick another with --port, or --port 0 for a free one") from None
+            if e.errno == errno.EADDRINUSE:
+                raise EmsearchError(f"port {port} on {host} is already in use (another emsearch serve?); "
+                                    f"pick another with --port, or --port 0 for a free one") from None
+            raise EmsearchError(f"cannot listen on --host {host} ({e.strerror or e}): give an address of this "
+                                "machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network)") from None
         bound_host, bound_port = server.server_address[:2]
+        if not ipaddress.ip_address(bound_host).is_loopback:
+            console.print(f"[yellow]warning:[/] listening on {bound_host}: anyone who can reach this machine can "
+                          "query the index (there is no authentication); --host 127.0.0.1 keeps it local",
+                          highlight=False)
         console.print(f"serving {idx.path} ({idx.ntotal:,} sentences, {len(idx.languages())} language(s)) "
                       f"on http://{bound_host}:{bound_port}/ — Ctrl-C stops", soft_wrap=True)
         try:

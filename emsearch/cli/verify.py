@@ -1,4 +1,4 @@
-"""`emsearch verify`: is a built index whole? Every checksum, the sentence store, the FAISS vector count."""
+"""`emsearch verify`: is a built index whole? Every file against the checksum recorded when it was written."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from emsearch.cli.app import app, console
 
@@ -18,21 +19,22 @@ def verify_command(
     """Check every file of an index against its manifest: exit 0 when whole, 1 when damaged (and say how to
     repair it)."""
     from emsearch.index.manifest import load_index, resolve_index
-    from emsearch.index.verify import verify_index
+    from emsearch.index.verify import repair_command, verify_index
 
     path = resolve_index(index)
     manifest = load_index(path, complete=True)
     verdict = verify_index(path, manifest)
     if as_json:
         typer.echo(json.dumps({"index": str(path), "whole": verdict.whole, "checked": verdict.checked,
-                               "problems": verdict.problems}, ensure_ascii=False))
+                               "problems": verdict.problems,
+                               "repair": None if verdict.whole else repair_command(path, manifest)},
+                              ensure_ascii=False))
     elif verdict.whole:
-        checked = ", ".join(f"{v:,} {k}" for k, v in verdict.checked.items())
-        typer.echo(f"{path}: whole ({checked} checked)")
+        typer.echo(f"{path}: whole ({verdict.checked['files']:,} files, {verdict.checked['bytes']:,} bytes checked)")
     else:
         for problem in verdict.problems:
-            console.print(f"[bold red]damaged:[/] {problem}", highlight=False)
-        console.print(f"repair: emsearch build-index {manifest.input.path} --out {path} (the same options as the "
-                      "build; only what is damaged is redone)", highlight=False)
+            console.print(f"[bold red]damaged:[/] {escape(problem)}", highlight=False)
+        console.print(f"repair: {repair_command(path, manifest)}  (only what is damaged is redone)", markup=False,
+                      highlight=False)
     if not verdict.whole:
         raise typer.Exit(1)

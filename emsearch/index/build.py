@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from emsearch.atomic import file_sha256, write_error
 from emsearch.config import ENCODE_BATCH_TOKENS
 from emsearch.corpus import Corpus, CorpusSpec
 from emsearch.errors import EmsearchError
@@ -40,9 +41,10 @@ from emsearch.index import manifest as mf
 from emsearch.index.build_faiss import build_faiss
 from emsearch.index.choice import choose_index
 from emsearch.index.encode_stage import encode_shards
-from emsearch.index.manifest import BuildRecord, Counts, InputRecord, Manifest, ManifestError, ModelRecord, Requested
+from emsearch.index.manifest import (BuildRecord, Counts, FileRecord, InputRecord, Manifest, ManifestError,
+                                     ModelRecord, Requested)
 from emsearch.index.store import Store
-from emsearch.index.verify import verify_index
+from emsearch.index.verify import STORE_FILE, verify_index
 from emsearch.progress import stage
 
 if TYPE_CHECKING:
@@ -92,8 +94,10 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
     from emsearch.encoder import Encoder  # torch: imported when a build starts, so that the CLI starts fast
 
     say = console.print if console is not None else (lambda *a, **k: None)
-    if cfg.shard_size < 1 or cfg.window_rows < 1 or cfg.workers < 0:
-        raise BuildError("--shard-size and the window size must be at least 1, --workers at least 0")
+    for name, value, least in (("--shard-size", cfg.shard_size, 1), ("window_rows", cfg.window_rows, 1),
+                               ("--workers", cfg.workers, 0), ("--batch-tokens", cfg.batch_tokens, 1)):
+        if value < least:
+            raise BuildError(f"{name} must be at least {least}, got {value}")
     corpus = Corpus(CorpusSpec(Path(cfg.input), cfg.text_column, cfg.lang_column, cfg.id_column, cfg.lang))
     encoder = encoder if encoder is not None else Encoder.load(cfg.model)
     t0 = time.perf_counter()
@@ -119,8 +123,7 @@ def _build(cfg: BuildConfig, out: Path, corpus: Corpus, encoder: Encoder, n: int
         say(f"repairing {out}: " + "; ".join(verdict.problems))
         if verdict.store_damaged:  # re-filled from the input; shards whose checksum holds are kept
             shutil.rmtree(out / "store", ignore_errors=True)
-        if verdict.faiss_damaged:
-            manifest = replace(manifest, index=None)
+        # a damaged shard is re-encoded, a damaged FAISS file rebuilt: each stage checks its own files' checksums
     manifest = replace(manifest, complete=False)
     mf.save(out, manifest)
 
@@ -138,11 +141,13 @@ def _build(cfg: BuildConfig, out: Path, corpus: Corpus, encoder: Encoder, n: int
         languages = store.finalize()
     finally:
         store.close()
+    (out / "store" / "lock.mdb").unlink(missing_ok=True)  # readers open without it; a writer makes a new one
+    store_file = FileRecord(STORE_FILE, file_sha256(out / STORE_FILE))
     counts = Counts(rows=n, skipped_empty=corpus.skipped, truncated=sum(s.truncated for s in manifest.shards),
                     languages=languages)
     seconds = {**manifest.seconds, "scan": scan_seconds,  # summed over the runs of a resumed build
                "encode": round(manifest.seconds.get("encode", 0) + time.perf_counter() - t0, 2)}
-    manifest = replace(manifest, counts=counts, seconds=seconds).with_peak("encode")
+    manifest = replace(manifest, counts=counts, seconds=seconds, store=store_file).with_peak("encode")
     if corpus.skipped:
         say(f"skipped {corpus.skipped:,} empty or null texts")
     if counts.truncated:
@@ -176,10 +181,13 @@ def _build_lock(out: Path) -> Iterator[None]:
             holder = f.read().strip() or "unknown"
             raise BuildError(f"another build is writing {out} (process {holder}); wait for it to finish, or stop it "
                              "and rerun this command to resume") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+        except OSError as e:
+            raise write_error(path, e) from None
         try:
             yield
         finally:

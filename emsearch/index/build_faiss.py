@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 from rich.console import Console
 
-from emsearch.atomic import file_sha256
+from emsearch.atomic import file_matches, file_sha256
 from emsearch.index.choice import IndexParams, choose_index
 from emsearch.index.faiss_io import load_faiss, merge_ondisk, populate, write_index
 from emsearch.index.ivf import (CALIBRATION_TARGET, calibrate, group_blocks, group_shards, rescore, search_faiss,
@@ -81,7 +81,9 @@ def build_faiss(out: Path, manifest: Manifest, requested: Requested, *, ray: boo
         t0 = time.perf_counter()
         with stage(console, "merging the groups into one on-disk index"):
             merged = merge_ondisk(out, rec.info.trained.file, [g.file for g in rec.info.groups])
-        rec.index(merged=MergedRecord(**merged), seconds={"merge": time.perf_counter() - t0}, peak="merge")
+        record = MergedRecord(**merged, sha256=file_sha256(out / merged["file"]),
+                              data_sha256=file_sha256(out / merged["data"]))
+        rec.index(merged=record, seconds={"merge": time.perf_counter() - t0}, peak="merge")
         for g in rec.info.groups:  # folded into the merged index; their records stay for `info`
             (out / g.file).unlink(missing_ok=True)
     elif requested.merge and params.kind != "ivf" and console is not None:
@@ -90,16 +92,22 @@ def build_faiss(out: Path, manifest: Manifest, requested: Requested, *, ray: boo
 
 
 def _trained(rec: _Recorder, params: IndexParams, emb: ShardedEmbeddings, console) -> faiss.Index:
+    """The trained, empty index: read back when whole, else trained (again). A retrained index that differs from
+    the recorded one (training on another machine or thread count need not repeat bit for bit) no longer fits
+    the groups populated from it: they, the merged index and the calibration are redone."""
     name = "faiss/trained.index"
     path = rec.out / name
-    if rec.info.trained and path.is_file() and file_sha256(path) == rec.info.trained.sha256:
+    before = rec.info.trained
+    if before and file_matches(path, before.sha256):
         return faiss.read_index(str(path))
     t0 = time.perf_counter()
     with stage(console, f"training {params.factory} on {min(params.train_rows, emb.ntotal):,} vectors"):
         index, gpu = train_index(params, emb)
     write_index(index, path)
-    rec.index(trained=FileRecord(name, file_sha256(path)), gpu=gpu, seconds={"train": time.perf_counter() - t0},
-              peak="train")
+    trained = FileRecord(name, file_sha256(path))
+    rec.index(trained=trained, gpu=gpu, seconds={"train": time.perf_counter() - t0}, peak="train")
+    if before and before.sha256 != trained.sha256:
+        rec.index(groups=(), merged=None, nprobe=None, calibration=None, recall_at_10=None)
     return index
 
 
@@ -112,14 +120,14 @@ def _populate_groups(rec: _Recorder, params: IndexParams, emb: ShardedEmbeddings
     for gi, group in enumerate(group_shards(shards, params.group_rows)):
         name = f"faiss/group-{gi:04d}.index"
         g = recorded.get(name)
-        if not (g and (g.start, g.stop) == (group[0].start, group[-1].stop) and (out / name).is_file()
-                and file_sha256(out / name) == g.sha256):
+        if not (g and (g.start, g.stop) == (group[0].start, group[-1].stop) and file_matches(out / name, g.sha256)):
             todo.append((name, group))
     merged = rec.info.merged
-    if merged and (out / merged.file).is_file() and (out / merged.data).is_file():
+    if merged and file_matches(out / merged.file, merged.sha256) and file_matches(out / merged.data,
+                                                                                   merged.data_sha256):
         todo = []  # the groups were merged (and deleted) before a crash
     elif merged:
-        rec.index(merged=None)  # lost: repopulate the groups and merge again
+        rec.index(merged=None)  # lost or damaged: repopulate the groups and merge again
     redo = {name for name, _ in todo}
     rec.index(groups=tuple(g for g in rec.info.groups if g.file not in redo))
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import faiss
 import numpy as np
 
-from emsearch.atomic import atomic_path, replace_dir
+from emsearch.atomic import atomic_path, replace_dir, write_error
 from emsearch.errors import EmsearchError
 
 if TYPE_CHECKING:  # annotations only: this module sits below the shards and the manifest
@@ -94,12 +95,13 @@ def merge_ondisk(root: Path, trained_file: str, group_files: Sequence[str], name
     faiss_dir = root / "faiss"
     index = faiss.read_index(str(root / trained_file))
     with replace_dir(faiss_dir, last=(f"{name}.index",)) as tmp:  # the index names its data: it goes in last
-        with quiet_c_stdout():  # faiss reports the ivfdata resizing on stdout
+        with quiet_c_stdout(), _faiss_writing(faiss_dir / f"{name}.ivfdata"):  # faiss reports the resizing
             faiss_merge_ondisk(index, [str(root / f) for f in group_files], str(tmp / f"{name}.ivfdata"))
         # record where the data will live, so that opening it finds the name it expects (and says nothing)
         invlists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
         invlists.filename = str((faiss_dir / f"{name}.ivfdata").resolve())
-        faiss.write_index(index, str(tmp / f"{name}.index"))
+        with _faiss_writing(faiss_dir / f"{name}.index"):
+            faiss.write_index(index, str(tmp / f"{name}.index"))
         del index, invlists  # closes the ivfdata file
     return {"file": f"faiss/{name}.index", "data": f"faiss/{name}.ivfdata",
             "bytes": sum((faiss_dir / f"{name}{s}").stat().st_size for s in (".index", ".ivfdata"))}
@@ -107,5 +109,16 @@ def merge_ondisk(root: Path, trained_file: str, group_files: Sequence[str], name
 
 
 def write_index(index: faiss.Index, path: Path) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _faiss_writing(path):
         faiss.write_index(index, str(tmp))
+
+
+@contextmanager
+def _faiss_writing(path: Path) -> Iterator[None]:
+    """faiss reports a failed write (a full disk) as a RuntimeError ending in "(strerror)": a WriteError for
+    `path` instead."""
+    try:
+        yield
+    except RuntimeError as e:
+        found = re.search(r"\(([^()]+)\)\s*$", str(e))
+        raise write_error(path, found.group(1) if found else " ".join(str(e).split())) from None

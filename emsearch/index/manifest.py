@@ -7,11 +7,17 @@
 Every reader of an index goes through here (the build, `Index.open`, `emsearch info`). The build records each
 finished step by saving a new manifest, and writes `complete=True` last; `Index.open` refuses anything less.
 The JSON layout is versioned by `format`; a manifest of another format is refused with a message.
+
+The manifest is the one record of every other file's checksum, so it guards itself twice: it carries the SHA-256
+of its own content (`checksum`), which catches a changed byte that still parses, and it is saved as two copies
+(`manifest.json`, then `manifest.json.bak`): when one is damaged or lost, `load` reads the other and the next build
+rewrites both.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import resource
 from dataclasses import dataclass, field
@@ -26,6 +32,7 @@ from emsearch.index.shards import Shard
 
 FORMAT = "emsearch-index-1"
 MANIFEST = "manifest.json"
+COPY = "manifest.json.bak"  # the second copy, read when the first is damaged or missing
 INDEX_HOME = Path("indexes")  # where `emsearch build-index --name NAME` puts indexes
 PARTS = ("embeddings", "store", "faiss")  # what an index directory holds besides its manifest
 
@@ -102,6 +109,8 @@ class MergedRecord:
     file: str  # the merged index
     data: str  # its memory-mapped inverted lists
     bytes: int
+    sha256: str | None = None  # of `file`; None in indexes built before it was recorded
+    data_sha256: str | None = None  # of `data`
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,7 @@ class Manifest:
     dtype: str = "float16"
     shards: tuple[Shard, ...] = ()
     index: IndexRecord | None = None
+    store: FileRecord | None = None  # the sentence store's data file, recorded when the store is final
     seconds: dict[str, float] = field(default_factory=dict)  # summed over the runs of a resumed build
     peak_rss_mib: dict[str, int] = field(default_factory=dict)  # per stage
 
@@ -158,21 +168,42 @@ class Manifest:
 
 
 def load(root: Path) -> Manifest | None:
-    """The manifest of the index directory `root`, validated; None when it has none."""
-    path = Path(root) / MANIFEST
-    if not path.is_file():
+    """The manifest of the index directory `root`, validated; None when it has none. A damaged or missing
+    `manifest.json` is read from its copy; a ManifestError when neither copy is whole."""
+    main, copy = Path(root) / MANIFEST, Path(root) / COPY
+    if not main.is_file() and not copy.is_file():
         return None
     try:
+        return read(main)
+    except ManifestError:
+        if not copy.is_file():
+            raise
+        return read(copy)
+
+
+def read(path: Path) -> Manifest:
+    """One manifest file, validated (its checksum included, where it has one); a ManifestError naming it."""
+    try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: missing; rerun emsearch build-index with the same input and options to "
+                            "repair it") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ManifestError(f"{path} is corrupt ({e}); rebuild with emsearch build-index --overwrite") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ManifestError(f"{path}: not an emsearch index manifest (format {FORMAT} expected)")
+    recorded = data.pop("checksum", None)  # absent in manifests written before it was recorded
+    if recorded is not None and recorded != _checksum(data):
+        raise ManifestError(f"{path} is damaged (its content does not match its checksum); rerun emsearch "
+                            "build-index with the same input and options to repair it")
     try:
         return from_dict(Manifest, data)
     except (ConfigError, TypeError) as e:
         raise ManifestError(f"{path} is malformed ({e}); rebuild with emsearch build-index --overwrite") from None
 
+
+def _checksum(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def load_index(root: Path, *, complete: bool = False) -> Manifest:
@@ -186,8 +217,14 @@ def load_index(root: Path, *, complete: bool = False) -> Manifest:
                             "options to finish it")
     return manifest
 
+
 def save(root: Path, manifest: Manifest) -> None:
-    write_text_atomic(Path(root) / MANIFEST, json.dumps(manifest.to_json(), indent=1, ensure_ascii=False) + "\n")
+    """Both copies, each atomically: the main one first, so that a crash between the two leaves the main one new
+    and the copy one step behind, either of which a rerun resumes from."""
+    data = manifest.to_json()
+    text = json.dumps({**data, "checksum": _checksum(data)}, indent=1, ensure_ascii=False) + "\n"
+    for name in (MANIFEST, COPY):
+        write_text_atomic(Path(root) / name, text)
 
 
 def facts(root: Path, manifest: Manifest) -> dict[str, Any]:
@@ -229,7 +266,8 @@ def resolve_index(name_or_path: str | Path | None, home: Path = INDEX_HOME) -> P
         if not path.exists() and len(path.parts) == 1 and (home / path).is_dir():
             return home / path
         return path
-    found = sorted(p for p in home.iterdir() if (p / MANIFEST).is_file()) if home.is_dir() else []
+    found = sorted(p for p in home.iterdir()
+                   if (p / MANIFEST).is_file() or (p / COPY).is_file()) if home.is_dir() else []
     if len(found) == 1:
         return found[0]
     if not found:

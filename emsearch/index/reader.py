@@ -32,6 +32,7 @@ from emsearch.index.ivf import rescore, search_faiss
 from emsearch.index.manifest import IndexRecord, Manifest, ManifestError, facts, load_index
 from emsearch.index.shards import ShardedEmbeddings
 from emsearch.index.store import Record, Store
+from emsearch.index.verify import repair_command, verify_index
 
 __all__ = ["Hit", "Index", "IndexOpenError", "Record"]
 
@@ -76,7 +77,8 @@ class Index:
 
     @classmethod
     def open(cls, path: str | Path, encoder: Encoder | None = None, *, model: str | Path | None = None) -> Index:
-        """Open the index in `path`, checking it is complete and that `encoder` is the model it was built with.
+        """Open the index in `path`, checking it is complete, that every file is the one the build recorded
+        (`verify_index`: this reads each file once), and that `encoder` is the model it was built with.
 
         With no encoder, loads `model`, else the model path recorded at build time if it still exists, else the
         default model.
@@ -86,6 +88,10 @@ class Index:
             manifest = load_index(path, complete=True)
         except ManifestError as e:
             raise IndexOpenError(str(e)) from None
+        verdict = verify_index(path, manifest, copies=False)  # damage is refused here, never read as data
+        if not verdict.whole:
+            more = f" (and {len(verdict.problems) - 1} more)" if len(verdict.problems) > 1 else ""
+            raise IndexOpenError(f"{verdict.problems[0]}{more}; repair it with: {repair_command(path, manifest)}")
         built = manifest.model
         if encoder is None:
             recorded = built.path
@@ -101,12 +107,6 @@ class Index:
         try:
             embeddings = ShardedEmbeddings(path, manifest.shards, built.dim, centre=manifest.index.centre)
             store = Store.open(path / "store")
-            stored = len(store)
-            if stored != manifest.counts.rows:
-                store.close()
-                raise EmsearchError(f"{path / 'store'} holds {stored:,} rows, the manifest "
-                                    f"{manifest.counts.rows:,}; rerun emsearch build-index with the same input and "
-                                    "options to repair it")
             indexes = load_faiss(path, manifest.index, embeddings)
         except (EmsearchError, RuntimeError) as e:  # RuntimeError: faiss could not read a file
             raise IndexOpenError(f"{path}: {e}") from None

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from emsearch.errors import EmsearchError
-from emsearch.atomic import atomic_path, file_sha256
+from emsearch.atomic import atomic_path, file_matches, file_sha256
 
 EMBEDDINGS_DIR = "embeddings"
 
@@ -64,8 +64,7 @@ def write_shard(root: Path, index: int, start: int, vectors: np.ndarray, truncat
 
 def shard_is_valid(root: Path, shard: Shard) -> bool:
     """True when the shard file exists and its checksum is the recorded one."""
-    path = root / shard.file
-    return path.is_file() and file_sha256(path) == shard.sha256
+    return file_matches(root / shard.file, shard.sha256)
 
 
 def load_shard(root: Path, shard: Shard, dim: int) -> np.ndarray:

@@ -23,9 +23,11 @@ from typing import Any, TypeVar
 import lmdb
 import numpy as np
 
+from emsearch.atomic import write_error
 from emsearch.errors import EmsearchError
 
 T = TypeVar("T")
+DATA_FILE = "data.mdb"  # the store's one data file (LMDB's lock file is not kept: readers open without it)
 MAX_ID_BYTES = 480  # LMDB keys are limited to 511 bytes
 
 
@@ -37,26 +39,9 @@ class StoreDamagedError(EmsearchError):
     """A store file that cannot be read safely (truncated or not LMDB)."""
 
 
-def store_damage(path: str | Path) -> str | None:
-    """Why the store in `path` cannot be read safely, or None. A data file shorter than the pages its last commit
-    uses is the danger: reading past its end through LMDB's memory map kills the process (SIGBUS) instead of
-    raising an error."""
-    data = Path(path) / "data.mdb"
-    if not data.is_file():
-        return f"{data}: missing"
-    shared = _READERS.get(Path(path).resolve())  # this process has it open: one environment per file
-    try:
-        env = shared[0] if shared else lmdb.open(str(path), readonly=True, lock=False, max_dbs=8, subdir=True)
-    except lmdb.Error as e:
-        return f"{data}: not a readable LMDB file ({e})"
-    try:
-        return _truncation(env, data)
-    finally:
-        if not shared:
-            env.close()
-
-
 def _truncation(env: lmdb.Environment, data: Path) -> str | None:
+    """Why the data file cannot be read safely, or None: a file shorter than the pages its last commit uses is the
+    danger, as reading past its end through LMDB's memory map kills the process (SIGBUS) instead of raising."""
     need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
     have = data.stat().st_size
     return None if have >= need else f"{data}: truncated ({have:,} bytes; its last commit needs {need:,})"
@@ -95,18 +80,21 @@ class Store:
     def create(cls, path: str | Path, map_size: int = 1 << 28) -> Store:
         """Open for writing, creating the store if needed; the map grows by doubling when it fills."""
         Path(path).mkdir(parents=True, exist_ok=True)
-        return cls(lmdb.open(str(path), map_size=map_size, max_dbs=8, subdir=True), readonly=False)
+        try:
+            return cls(lmdb.open(str(path), map_size=map_size, max_dbs=8, subdir=True), readonly=False)
+        except lmdb.Error as e:
+            raise write_error(Path(path) / DATA_FILE, str(e)) from None
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
         path = Path(path)
-        if not (path / "data.mdb").is_file():
+        if not (path / DATA_FILE).is_file():
             raise EmsearchError(f"{path}: no sentence store; rerun emsearch build-index")
         key = path.resolve()
         try:
             env, users = _READERS.get(key) or (
                 lmdb.open(str(path), readonly=True, lock=False, max_dbs=8, subdir=True, max_readers=1024), 0)
-            damage = None if users else _truncation(env, path / "data.mdb")  # checked before the first read
+            damage = None if users else _truncation(env, path / DATA_FILE)  # checked before the first read
             if damage:
                 env.close()
                 raise StoreDamagedError(f"{damage}; rerun emsearch build-index with the same input and options "
@@ -119,12 +107,16 @@ class Store:
                                     "same input and options to repair it") from None
 
     def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `fn` in one write transaction; a failed commit (a full disk, an I/O error) is a WriteError, and
+        leaves the store as it was before the transaction."""
         while True:
             try:
                 with self.env.begin(write=True) as txn:
                     return fn(txn)
             except lmdb.MapFullError:  # the aborted transaction is redone in a map twice the size
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as e:
+                raise write_error(Path(self.env.path()) / DATA_FILE, str(e)) from None
 
     def put_shard(self, mark: str, first_row: int, ids: Sequence[str], langs: Sequence[str],
                   texts: Sequence[str], metas: Sequence[dict[str, Any]]) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from contextlib import ExitStack
@@ -64,6 +65,8 @@ class MineConfig:
             raise EmsearchError(f"chunk must be positive, got {self.chunk}")
         if self.nprobe is not None and self.nprobe < 1:
             raise EmsearchError(f"nprobe must be positive, got {self.nprobe}")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise EmsearchError(f"the threshold must be a finite number, got {self.threshold}")
         return MineConfig(**{**asdict(self), "src": normalize_lang(self.src), "tgt": normalize_lang(self.tgt)})
 
 
@@ -246,6 +249,8 @@ def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt:
     check_choice(fmt, OUTPUT_FORMATS, "output format")
     if not output.parent.is_dir():
         raise EmsearchError(f"{output.parent}: no such directory for the output")
+    if output.is_dir():
+        raise EmsearchError(f"{output} is a directory: give a file name for the pairs")
     cfg = cfg.checked()
     work_dir = output.with_name(output.name + ".partial")
     pairs, nx, ny = mine_indexes(src_index, tgt_index, cfg, work_dir=work_dir, console=console)
@@ -278,7 +283,8 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
     output = Path(output)
     fmt = format or ("tsv" if output.suffix.lower() == ".tsv" else "parquet")
     check_choice(fmt, OUTPUT_FORMATS, "output format")
-    cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk).checked()
+    cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk,
+                     threshold=threshold).checked()  # a bad option fails before the indexes open
     with ExitStack() as stack:
         a = stack.enter_context(Index.open(resolve_index(index or src_index), model=model))
         if src_index is None or Path(src_index).resolve() == Path(tgt_index).resolve():

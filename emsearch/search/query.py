@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from emsearch.corpus import utf8_problem
 from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 
@@ -50,15 +51,29 @@ class SearchRequest:
                 raise QueryError(f"{where} is empty: give some text to search for")
             if len(text) > MAX_CHARS:
                 raise QueryError(f"{where} has {len(text)} characters; shorten it to at most {MAX_CHARS}")
+            if utf8_problem(text):
+                raise QueryError(f"{where} is {utf8_problem(text)}; send UTF-8 text")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
-            raise QueryError(f"k must be a whole number from 1 to {max_k}, got {k!r}")
+            raise QueryError(f"k must be a whole number from 1 to {max_k}, got {_shown(k)}")
         if nprobe is not None and (isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1):
-            raise QueryError(f"nprobe must be a positive whole number, got {nprobe!r}")
+            raise QueryError(f"nprobe must be a positive whole number, got {_shown(nprobe)}")
         if langs is not None:
-            if isinstance(langs, str) or not all(isinstance(x, str) for x in langs):
+            if isinstance(langs, str) or not isinstance(langs, Sequence) or not all(isinstance(x, str)
+                                                                                    for x in langs):
                 raise QueryError("langs must be a list of language codes")
+            for code in langs:
+                if utf8_problem(code):
+                    raise QueryError(f"language code {code!r} is {utf8_problem(code)}")
             langs = tuple(dict.fromkeys(normalize_lang(x) for x in langs)) or None
         return cls(tuple(texts), k, langs, nprobe)
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: short (a number of 5,000 digits is not worth printing back)."""
+    if isinstance(value, int) and abs(value) >= 10**30:  # repr of over 4,300 digits is a ValueError
+        return f"a number of about {round(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def split_langs(text: str | None) -> list[str] | None:
