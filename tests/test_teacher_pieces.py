@@ -73,3 +73,36 @@ def test_over_the_limit_each_script_keeps_the_same_share_of_its_most_probable_pi
 def test_nothing_is_joined_where_no_script_is_short(own_model, tmp_path):
     assert join_teacher_pieces(own_model, tmp_path / "b.model", limit=10, below=0, teacher=TEACHER) == {}
     assert (tmp_path / "b.model").read_bytes() == own_model.read_bytes()
+
+
+def test_a_run_with_teacher_pieces_gets_its_tokenizer_joined(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import emsearch.teacher_pieces
+    from emsearch.config import resolve_model_config
+    from emsearch.data import read_pairs
+    from emsearch.start import run_tokenizer
+
+    from conftest import tiny_config, write_pairs
+
+    monkeypatch.setattr(emsearch.teacher_pieces, "teacher_vocabulary", lambda: TEACHER)
+    cfg = tiny_config(tmp_path, write_pairs(tmp_path / "pairs.parquet", 600))
+    cfg = replace(cfg, tokenizer=replace(cfg.tokenizer, model_type="unigram", teacher_pieces=5,
+                                         teacher_pieces_below=20))
+    tokenizer = run_tokenizer(cfg, resolve_model_config(cfg), read_pairs(cfg.data), tmp_path / "run", say=print)
+    own = spm.SentencePieceProcessor(model_file=str(tmp_path / "run" / "tokenizer-own.model"))
+    assert tokenizer.vocab_size == own.get_piece_size() + 5
+    assert tokenizer.pieces("สวัสดี") == ["▁สวัสดี"]
+
+
+def test_teacher_pieces_need_a_unigram_tokenizer(tmp_path):
+    from dataclasses import replace
+
+    from emsearch.config import ConfigError
+    from emsearch.train import setup
+
+    from conftest import tiny_config, write_pairs
+
+    cfg = tiny_config(tmp_path, write_pairs(tmp_path / "pairs.parquet", 50))
+    with pytest.raises(ConfigError, match="unigram"):
+        setup(replace(cfg, tokenizer=replace(cfg.tokenizer, teacher_pieces=10)), resume=False)
