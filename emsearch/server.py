@@ -7,7 +7,7 @@ Endpoints:
     GET  /              the search page (self-contained HTML, no network needed)
     GET  /health        {"status": "ok"}
     GET  /info          model, index size, languages and the request limits
-    POST /search        {"texts": [...], "k": 10, "langs": ["en", ...] | null, "nprobe": null}
+    POST /search        {"texts": [...], "k": 10, "langs": ["en", ...] | null, "nprobe": null, "lang": null}
                         → {"results": [[hit, ...], ...]}, one list per query, hit as in `emsearch query --json`
     GET  /openapi.json  the OpenAPI 3 description of all of these, request and response bodies included
 `openapi` is the one description of the API: the handler routes by its paths and methods, so no endpoint exists
@@ -122,7 +122,10 @@ def openapi(limits: Limits) -> dict[str, Any]:
                           "description": "keep only hits in these languages (ISO 639-1, 639-3 or FLORES codes); "
                                          "null: all"},
                 "nprobe": {"type": "integer", "minimum": 1, "nullable": True,
-                           "description": "IVF lists visited; null: the value calibrated at build time"}}},
+                           "description": "IVF lists visited; null: the value calibrated at build time"},
+                "lang": {"type": "string", "nullable": True,
+                         "description": "language of the texts: an index built with --centre language centres "
+                                        "them on its mean; null: the corpus mean"}}},
             "SearchResponse": {"type": "object", "required": ["results"], "properties": {"results": {
                 "type": "array", "items": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}}}},
             "Hit": {"type": "object", "required": list(HIT_FIELDS), "properties": HIT_FIELDS},
@@ -155,14 +158,14 @@ class SearchService:
     def search(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise HTTPError(400, 'the body must be a JSON object like {"texts": ["..."], "k": 10}')
-        unknown = sorted(set(body) - {"texts", "k", "langs", "nprobe"})
+        unknown = sorted(set(body) - {"texts", "k", "langs", "nprobe", "lang"})
         if unknown:
-            raise HTTPError(400, f"unknown field(s) {', '.join(unknown)}; use texts, k, langs, nprobe")
+            raise HTTPError(400, f"unknown field(s) {', '.join(unknown)}; use texts, k, langs, nprobe, lang")
         if "texts" not in body:
             raise HTTPError(400, 'missing "texts": a list of query strings')
         try:
             request = SearchRequest.checked(body["texts"], body.get("k", min(10, self.limits.max_k)), body.get("langs"),
-                                            body.get("nprobe"), max_k=self.limits.max_k,
+                                            body.get("nprobe"), lang=body.get("lang"), max_k=self.limits.max_k,
                                             max_texts=self.limits.max_texts)
             with self.lock:
                 hits = run(self.index, request)

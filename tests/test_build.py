@@ -125,7 +125,7 @@ def test_resume_redoes_only_damaged_shards_and_reindex_reuses_embeddings(tiny_mo
     # without centring: the FAISS stage again, over the same shards
     assert ivf.index.centre is not None
     plain = build_index(replace(config(corpus, out, tiny_model, shard_size=200, index_factory="IVF8,PQ8x4"),
-                                centre=False))
+                                centre="none"))
     assert plain.index.centre is None and plain.index.nprobe >= 1
     assert all((out / f).stat().st_mtime_ns == t for f, t in mtimes.items() if f not in changed)
     assert_every_row_once(out, [f"r{i}" for i in range(len(texts))], texts)
@@ -341,6 +341,8 @@ def test_flag_errors(tiny_model, tmp_path, capsys):
     assert "--workers must be at least 0, got -1" in one_line_error(
         capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--model", tiny_model,
         "--workers", "-1")
+    assert "--centre must be one of corpus, language, none, got 'middle'" in one_line_error(
+        capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--centre", "middle")
     assert "not a faiss factory string" in one_line_error(
         capsys, "build-index", corpus, "--out", tmp_path / "o", "--lang", "en", "--model", tiny_model,
         "--index-factory", "IVF4,Bogus")

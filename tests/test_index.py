@@ -96,7 +96,7 @@ def test_a_damaged_centre_is_refused_on_open(flat, tmp_path):
 
 
 def test_an_uncentred_build_compares_the_model_vectors(tiny_model, corpus, tmp_path):
-    with _build(tiny_model, corpus, tmp_path / "raw", centre=False) as raw:
+    with _build(tiny_model, corpus, tmp_path / "raw", centre="none") as raw:
         assert not raw.centred and raw.manifest.index.centre is None
         stored = raw.encoder.encode(corpus[1][:50]).astype(np.float16).astype(np.float32)
         np.testing.assert_allclose(raw.embeddings(np.arange(50)), stored, atol=1e-6)

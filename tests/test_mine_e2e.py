@@ -163,7 +163,7 @@ def test_a_pair_with_its_own_bundle_threshold_is_mined_at_it(toy, tiny_model, tm
 
 def test_the_bundle_threshold_needs_a_centred_index(tiny_model, tmp_path, capsys, monkeypatch):
     """The model's threshold was set on margins between centred vectors: an uncentred index (built before
-    centring, or with --no-centre) asks for an explicit one."""
+    centring, or with --centre none) asks for an explicit one."""
     raw = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10)
 
     def as_before_centring(manifest: dict) -> None:

@@ -24,6 +24,9 @@ def test_request_checks():
     r = SearchRequest.checked(["a", "b"], 3, ["de", "deu_Latn", "en"])
     assert r.texts == ("a", "b") and r.k == 3 and r.langs == ("deu", "eng")
     assert SearchRequest.checked(["a"], 1, []).langs is None
+    assert SearchRequest.checked(["a"], 1, lang="de").lang == "deu" and SearchRequest.checked(["a"]).lang is None
+    with pytest.raises(QueryError, match="lang must be the language code"):
+        SearchRequest.checked(["a"], 1, lang=["de"])
     for texts, k, match in [([], 5, "no query"), (["ok", "  "], 5, "query 2 is empty"), ("text", 5, "list"),
                             (["a"], 0, "k must be"), (["a"], 1001, "k must be"), (["a"], True, "k must be"),
                             (["a"], 2.5, "k must be"), (["x" * 6000], 5, "shorten")]:

@@ -73,6 +73,8 @@ def test_search(server, toy):
     assert second[0]["id"] == "en-5" and second[0]["score"] == pytest.approx(1.0, abs=1e-3)
     direct = index.search([toy.deu[3]], k=4, langs=["eng"])[0]
     assert [h["id"] for h in first] == [h.id for h in direct]
+    status, body = search(port, {"texts": [toy.deu[3]], "k": 4, "langs": ["en"], "lang": "de"})  # the query's
+    assert status == 200 and [h["id"] for h in body["results"][0]] == [h["id"] for h in first]  # (corpus-centred)
 
 
 @pytest.mark.parametrize("payload, status, message", [
@@ -85,6 +87,8 @@ def test_search(server, toy):
     ({"texts": ["hi"], "k": "5"}, 400, "k must be"),
     ({"texts": ["hi"], "langs": ["xx9"]}, 400, "unknown language"),
     ({"texts": ["hi"], "langs": ["fr"]}, 400, "not in the index"),
+    ({"texts": ["hi"], "lang": 7}, 400, "lang must be the language code"),
+    ({"texts": ["hi"], "lang": "xx9"}, 400, "unknown language"),
     ({"texts": ["hi"] * 9}, 400, "at most 8"),
     ({"texts": ["hi"], "kk": 3}, 400, "unknown field"),
     (["hi"], 400, "JSON object"),

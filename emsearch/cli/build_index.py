@@ -30,7 +30,7 @@ def build_index_command(
     ray: bool = typer.Option(False, "--ray", help="Encode and populate on Ray (a local instance, or RAY_ADDRESS / --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join, e.g. 'auto' or 'ray://head:10001' (implies --ray)."),
     merge: bool = typer.Option(False, "--merge", help="Merge the IVF groups into one on-disk index, memory-mapped at query time."),
-    centre: bool = typer.Option(BuildConfig.centre, "--centre/--no-centre", help="Compare vectors centred on the corpus mean (better margins; the model's mining threshold assumes it)."),
+    centre: str = typer.Option(BuildConfig.centre, help="Centre vectors on: corpus (the corpus mean; for mining, whose thresholds assume it), language (each row's language's mean; for search across languages), or none."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an index of another input or model in the output directory."),
     batch_tokens: int = typer.Option(BuildConfig.batch_tokens, help="Tokens per encoding batch (padding included)."),
 ) -> None:

@@ -11,6 +11,9 @@ from rich.table import Table
 
 from emsearch.cli.app import app
 
+CENTRED = {"corpus": "; vectors centred on the corpus mean", "language": "; vectors centred on their language's mean",
+           "none": "; plain cosines"}
+
 
 @app.command("info")
 def info_command(
@@ -44,7 +47,7 @@ def info_command(
         ("search", (f"nprobe {facts['index']['nprobe']}, re-rank {facts['index']['rerank']} candidates: recall@10 "
                     f"{facts['index']['recall_at_10']:.3f} at calibration" if facts["index"]["recall_at_10"]
                     else "exact" if p.get("kind") == "flat" else "not calibrated")
-                   + ("; vectors centred on the corpus mean" if facts["index"]["centred"] else "; plain cosines")
+                   + CENTRED[facts["index"]["centring"]]
                    if p else "-"),
         ("disk", ", ".join(f"{k} {v / 2**20:,.1f} MiB" for k, v in facts["bytes"].items())
                  + f" ({facts['bytes_per_vector']} bytes/vector)"),

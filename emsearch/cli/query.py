@@ -22,7 +22,7 @@ out = Console()
 @app.command("query")
 def query_command(
     text: Optional[str] = typer.Argument(None, help="The query, in any language (or use --file)."),
-    lang: Optional[str] = typer.Option(None, help="Language of the query (checked; the encoder needs no language id)."),
+    lang: Optional[str] = typer.Option(None, help="Language of the queries: an index built with --centre language centres them on its mean (else the corpus mean)."),
     index: Optional[Path] = typer.Option(None, help="Index directory; default: the only index under indexes/."),
     k: int = typer.Option(SearchRequest.k, "--k", "-k", help="Results per query (1 to 1000)."),
     target_lang: Optional[str] = typer.Option(None, help="Only results in these languages, comma-separated (en,de)."),
@@ -34,12 +34,9 @@ def query_command(
 ) -> None:
     """Search an index with queries in any language; hits from all shards, merged, best first."""
     from emsearch.corpus import text_lines
-    from emsearch.languages import normalize_lang
 
     if (text is None) == (file is None):
         raise EmsearchError("give either a query or --file QUERIES.txt (one query per line)")
-    if lang is not None:
-        normalize_lang(lang)
     if file is not None:
         if not file.is_file():
             raise EmsearchError(f"{file}: no such file")
@@ -56,7 +53,7 @@ def query_command(
             raise EmsearchError(f"{file} has no queries")
     else:
         texts, line_of = [text], [0]
-    requests = [SearchRequest.checked(texts[i : i + BATCH], k, split_langs(target_lang), nprobe)
+    requests = [SearchRequest.checked(texts[i : i + BATCH], k, split_langs(target_lang), nprobe, lang=lang)
                 for i in range(0, len(texts), BATCH)]
     with open_index(index, model) as idx:
         results = []

@@ -11,8 +11,8 @@ Stages, each safe to kill (SIGKILL included) and redone only where unfinished by
  3. store   per-language row lists
  4. index   choose parameters, train on a sample, populate groups, calibrate nprobe, merge (each recorded)
  5. `"complete": true` goes into the manifest last; until then `Index.open` refuses the directory.
-A complete index rebuilt with other index options (`--index-factory`, `--max-index-memory`, `--merge`) redoes
-stage 4 only, reusing the embeddings.
+A complete index rebuilt with other index options (`--index-factory`, `--max-index-memory`, `--merge`,
+`--centre`) redoes stage 4 only, reusing the embeddings.
 
 Memory is bounded by the shard, not the corpus: one shard of rows (texts + metadata) plus at most
 2·parallelism windows of vectors in flight, plus the training sample (see `choice`).
@@ -41,8 +41,8 @@ from emsearch.index import manifest as mf
 from emsearch.index.build_faiss import build_faiss
 from emsearch.index.choice import choose_index
 from emsearch.index.encode_stage import encode_shards
-from emsearch.index.manifest import (BuildRecord, Counts, FileRecord, InputRecord, Manifest, ManifestError,
-                                     ModelRecord, Requested)
+from emsearch.index.manifest import (CENTRINGS, BuildRecord, Counts, FileRecord, InputRecord, Manifest,
+                                     ManifestError, ModelRecord, Requested)
 from emsearch.index.store import Store
 from emsearch.index.verify import STORE_FILE, verify_index
 from emsearch.progress import stage
@@ -75,7 +75,8 @@ class BuildConfig:
     index_factory: str | None = None  # overrides the automatic choice
     max_index_memory: int = 4 << 30
     merge: bool = False  # merge IVF groups into one on-disk index
-    centre: bool = True  # compare vectors centred on the corpus mean (the model's mining threshold assumes it)
+    centre: str = "corpus"  # what vectors are centred on: the corpus mean (the model's mining thresholds assume
+    # it), each row's language's mean (better cross-lingual search), or "none"
     overwrite: bool = False
 
 
@@ -98,6 +99,8 @@ def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: En
                                ("--workers", cfg.workers, 0), ("--batch-tokens", cfg.batch_tokens, 1)):
         if value < least:
             raise BuildError(f"{name} must be at least {least}, got {value}")
+    if cfg.centre not in CENTRINGS:
+        raise BuildError(f"--centre must be one of {', '.join(CENTRINGS)}, got {cfg.centre!r}")
     corpus = Corpus(CorpusSpec(Path(cfg.input), cfg.text_column, cfg.lang_column, cfg.id_column, cfg.lang))
     encoder = encoder if encoder is not None else Encoder.load(cfg.model)
     t0 = time.perf_counter()
@@ -199,7 +202,8 @@ def _now() -> str:
 
 
 def _requested(cfg: BuildConfig) -> Requested:
-    return Requested(factory=cfg.index_factory, max_memory=cfg.max_index_memory, merge=cfg.merge, centre=cfg.centre)
+    return Requested(factory=cfg.index_factory, max_memory=cfg.max_index_memory, merge=cfg.merge,
+                     centre=cfg.centre != "none", by_language=cfg.centre == "language")
 
 
 def _new_manifest(cfg: BuildConfig, corpus: Corpus, encoder: Encoder, n: int) -> Manifest:

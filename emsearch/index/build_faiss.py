@@ -7,6 +7,9 @@ Centring: the index compares every vector minus the mean of the corpus's vectors
 stored fp16 shards stay the model's vectors; `ShardedEmbeddings.centred` is the one place that does it). A bag
 of sub-word embeddings gives every sentence of a corpus a shared component (its domain and language mix); removed,
 cosines and margins measure what sets sentences apart (on the mining dev set: +0.7 to +1.6 best F1 on de, fr, ru).
+Centred per language (`--centre language`), each row goes on the mean of its own language's rows instead (both
+are recorded, the corpus mean for queries of no named language): what one language's sentences share no longer
+pulls a query towards its own language (FLORES dev retrieval eng↔X: 72.8% → 75.3%).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from emsearch.index.ivf import (CALIBRATION_TARGET, calibrate, group_blocks, gro
                                 train_index)
 from emsearch.index.manifest import (CalibrationPoint, FileRecord, GroupRecord, IndexRecord, Manifest, MergedRecord,
                                      Requested, save)
-from emsearch.index.shards import Shard, ShardedEmbeddings
+from emsearch.index.shards import LanguageCentres, Shard, ShardedEmbeddings, row_languages
+from emsearch.index.store import Store
 from emsearch.progress import bar, stage
 
 
@@ -63,16 +67,12 @@ def build_faiss(out: Path, manifest: Manifest, requested: Requested, *, ray: boo
         shutil.rmtree(out / "faiss", ignore_errors=True)
         rec.manifest = replace(manifest, index=IndexRecord(requested, params, rerank=params.rerank))
         save(out, rec.manifest)
-    if requested.centre and rec.info.centre is None:
-        t0 = time.perf_counter()
-        with stage(console, "centring: the mean of every vector"):
-            mean = ShardedEmbeddings(out, shards, dim, mmap=False).mean()
-        rec.index(centre=tuple(mean.tolist()), seconds={"centre": time.perf_counter() - t0})
+    by_lang = _centre(rec, requested, shards, dim, console)
     if params.kind == "flat":
         return rec.manifest  # the exact index is the shards themselves, loaded into IndexFlatIP when opened
     (out / "faiss").mkdir(exist_ok=True)
     # passes over every row: one shard resident at a time
-    emb = ShardedEmbeddings(out, shards, dim, mmap=False, centre=rec.info.centre)
+    emb = ShardedEmbeddings(out, shards, dim, mmap=False, centre=rec.info.centre, by_lang=by_lang)
     trained = _trained(rec, params, emb, console)
     _populate_groups(rec, params, emb, trained, shards, ray, console)
     if rec.info.nprobe is None and params.kind == "ivf":
@@ -89,6 +89,37 @@ def build_faiss(out: Path, manifest: Manifest, requested: Requested, *, ray: boo
     elif requested.merge and params.kind != "ivf" and console is not None:
         console.print(f"--merge: a {params.factory} index has no inverted lists to merge; kept as is")
     return rec.manifest
+
+
+def _centre(rec: _Recorder, requested: Requested, shards: Sequence[Shard], dim: int,
+            console) -> LanguageCentres | None:
+    """Record the corpus mean (and, centring per language, each language's mean) unless recorded; returns the
+    per-language centres the rows go into FAISS with (None when not centred per language)."""
+    if not requested.centre:
+        return None
+    t0 = time.perf_counter()
+    if not requested.by_language:
+        if rec.info.centre is None:
+            with stage(console, "centring: the mean of every vector"):
+                mean = ShardedEmbeddings(rec.out, shards, dim, mmap=False).mean()
+            rec.index(centre=tuple(mean.tolist()), seconds={"centre": time.perf_counter() - t0})
+        return None
+    n = rec.manifest.counts.rows
+    store = Store.open(rec.out / "store")
+    try:
+        if rec.info.centre is None or rec.info.language_centres is None:
+            langs = tuple(sorted(rec.manifest.counts.languages))
+            of_row = row_languages(langs, store.rows_of_lang, n)
+            with stage(console, f"centring: the mean of each language's vectors ({len(langs)})"):
+                means = ShardedEmbeddings(rec.out, shards, dim, mmap=False).mean(of_row)
+            counts = np.bincount(of_row, minlength=len(langs)).astype(np.float64)
+            mean = counts @ means / max(n, 1)  # the corpus mean, from the same pass
+            rec.index(centre=tuple(mean.astype(np.float32).tolist()),
+                      language_centres={lang: tuple(m.tolist()) for lang, m in zip(langs, means)},
+                      seconds={"centre": time.perf_counter() - t0})
+        return LanguageCentres.recorded(rec.info.language_centres, store.rows_of_lang, n)
+    finally:
+        store.close()
 
 
 def _trained(rec: _Recorder, params: IndexParams, emb: ShardedEmbeddings, console) -> faiss.Index:

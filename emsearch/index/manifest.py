@@ -35,6 +35,7 @@ MANIFEST = "manifest.json"
 COPY = "manifest.json.bak"  # the second copy, read when the first is damaged or missing
 INDEX_HOME = Path("indexes")  # where `emsearch build-index --name NAME` puts indexes
 PARTS = ("embeddings", "store", "faiss")  # what an index directory holds besides its manifest
+CENTRINGS = ("corpus", "language", "none")  # what a build may centre vectors on (`Requested.centring`)
 
 
 class ManifestError(EmsearchError):
@@ -85,6 +86,12 @@ class Requested:
     max_memory: int
     merge: bool
     centre: bool = False  # compare vectors centred on the corpus mean; manifests from before it lack the field
+    by_language: bool = False  # with `centre`: each row on its own language's mean instead
+
+    @property
+    def centring(self) -> str:
+        """The build's `--centre`: one of CENTRINGS."""
+        return "language" if self.by_language else "corpus" if self.centre else "none"
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ class IndexRecord:
     requested: Requested
     params: IndexParams
     centre: tuple[float, ...] | None = None  # the mean of every stored vector, when `requested.centre`
+    language_centres: dict[str, tuple[float, ...]] | None = None  # language → its rows' mean, with `by_language`
     trained: FileRecord | None = None
     groups: tuple[GroupRecord, ...] = ()
     nprobe: int | None = None  # calibrated; None until then (and for a flat index)
@@ -240,11 +248,19 @@ def facts(root: Path, manifest: Manifest) -> dict[str, Any]:
         "counts": dataclasses.asdict(manifest.counts),
         "shards": len(manifest.shards), "shard_size": manifest.build.shard_size,
         "index": _plain(record) | {"groups": len(index.groups) if index else 0,
-                                   "centred": bool(index and index.centre is not None)},
+                                   "centred": bool(index and index.centre is not None),
+                                   "centring": centring(index)},
         "seconds": {**manifest.seconds, **(index.seconds if index else {})},
         "bytes": sizes | {"total": sum(sizes.values())},
         "bytes_per_vector": round(sum(sizes.values()) / rows, 1) if rows else None,
     }
+
+
+def centring(index: IndexRecord | None) -> str:
+    """What a recorded index centres on, one of CENTRINGS (a build not that far yet: "none")."""
+    if index is not None and index.language_centres is not None:
+        return "language"
+    return "corpus" if index is not None and index.centre is not None else "none"
 
 
 def _plain(value: Any) -> Any:

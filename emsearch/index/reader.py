@@ -6,7 +6,9 @@
             print(hit.rank, f"{hit.score:.3f}", hit.lang, hit.text)
 
 Global rows are 0..ntotal-1 in input order (empty texts skipped). Scores are cosines between vectors centred on
-the corpus mean (`ShardedEmbeddings.centred`; plain cosines in an index built without centring). Every
+the corpus mean (`ShardedEmbeddings.centred`; plain cosines in an index built without centring). In an index
+centred per language (`--centre language`) each row is centred on its own language's mean, and a query on the
+mean of the language it is written in (`search(.., lang="deu")`; the corpus mean when not given). Every
 approximate index (IVF-PQ) returns its `rerank` best candidates re-scored exactly against the stored fp16
 vectors, so the scores are exact cosines and only membership in the top k is approximate. A language
 restriction small enough to scan (≤ EXACT_SUBSET_ROWS rows) is searched exactly; a larger one through a FAISS ID
@@ -30,7 +32,8 @@ from emsearch.languages import normalize_lang
 from emsearch.index.faiss_io import load_faiss
 from emsearch.index.ivf import rescore, search_faiss
 from emsearch.index.manifest import IndexRecord, Manifest, ManifestError, facts, load_index
-from emsearch.index.shards import ShardedEmbeddings
+from emsearch.index.manifest import centring as centring_of
+from emsearch.index.shards import LanguageCentres, ShardedEmbeddings
 from emsearch.index.store import Record, Store
 from emsearch.index.verify import repair_command, verify_index
 
@@ -104,11 +107,18 @@ class Index:
         if encoder.model_id != built.id:
             raise IndexOpenError(f"{path} was built with model {built.id}, not {encoder.model_id}: search it "
                                  "with the same model, or rebuild the index with this one")
+        store = None
         try:
-            embeddings = ShardedEmbeddings(path, manifest.shards, built.dim, centre=manifest.index.centre)
             store = Store.open(path / "store")
+            means = manifest.index.language_centres
+            by_lang = None if means is None else LanguageCentres.recorded(means, store.rows_of_lang,
+                                                                          manifest.counts.rows)
+            embeddings = ShardedEmbeddings(path, manifest.shards, built.dim, centre=manifest.index.centre,
+                                           by_lang=by_lang)
             indexes = load_faiss(path, manifest.index, embeddings)
         except (EmsearchError, RuntimeError) as e:  # RuntimeError: faiss could not read a file
+            if store is not None:
+                store.close()
             raise IndexOpenError(f"{path}: {e}") from None
         return cls(path, manifest, encoder, embeddings, store, indexes)
 
@@ -146,18 +156,26 @@ class Index:
 
     @property
     def centred(self) -> bool:
-        """Whether the index compares vectors centred on its corpus mean (indexes built before centring do not)."""
+        """Whether the index compares centred vectors (indexes built before centring, or with `--centre none`,
+        do not)."""
         return self._emb.centre is not None
+
+    @property
+    def centring(self) -> str:
+        """What the index centres on: "corpus", "language" or "none" (the build's `--centre`)."""
+        return centring_of(self._info)
 
     def embeddings(self, rows: np.ndarray) -> np.ndarray:
         """The vectors of `rows` as the index compares them (float32 (len(rows), dim)): the stored fp16 vectors,
-        centred on the corpus mean when the index is centred."""
+        centred on the corpus mean (or, centred per language, each on its own language's mean)."""
         return self._emb.take(rows)
 
-    def vectors_of(self, model_vectors: np.ndarray) -> np.ndarray:
-        """The model's sentence vectors (`Encoder.encode`) as this index compares them: what `search_vectors`
-        takes."""
-        return self._emb.centred(model_vectors)
+    def vectors_of(self, model_vectors: np.ndarray, lang: str | None = None) -> np.ndarray:
+        """The model's sentence vectors (`Encoder.encode`) of texts written in `lang` (any accepted code; None:
+        unknown or mixed) as this index compares them: what `search_vectors` takes. Only an index centred per
+        language uses `lang`: it centres them on that language's mean (the corpus mean for a language the index
+        has no rows in)."""
+        return self._emb.centred(model_vectors, lang=None if lang is None else normalize_lang(lang))
 
     def records(self, rows: Sequence[int]) -> list[Record]:
         return self._store.get([int(r) for r in rows])
@@ -167,7 +185,8 @@ class Index:
         """Top-k over all shards: D (n, k) float32 cosines, I (n, k) int64 global rows; -1 (score -inf) = none.
 
         `xq` are vectors as an index compares them: this index's `vectors_of(encoded texts)`, or rows of an index's
-        `embeddings` (mining searches one index's rows in another, each centred on its own corpus).
+        `embeddings` (mining searches one index's rows in another, each centred on its own corpus, or per language
+        on its own language's mean).
 
         `nprobe` (IVF lists visited) and `rerank` (candidates re-scored exactly) default to the values
         calibrated at build time; an exact (flat) index ignores both.
@@ -195,11 +214,13 @@ class Index:
         return _finish(D[:, :k], I[:, :k])
 
     def search(self, texts: Sequence[str], k: int = 10, *, langs: Sequence[str] | None = None,
-               nprobe: int | None = None) -> list[list[Hit]]:
-        """Encode `texts` and return, for each, its hits best first."""
+               nprobe: int | None = None, lang: str | None = None) -> list[list[Hit]]:
+        """Encode `texts` (written in `lang`, when known: see `vectors_of`) and return, for each, its hits best
+        first; `langs` keeps only hits in those languages."""
         if isinstance(texts, str):
             raise TypeError("search takes a list of queries; wrap a single query in a list")
-        D, I = self.search_vectors(self.vectors_of(self.encoder.encode(list(texts))), k, langs=langs, nprobe=nprobe)
+        xq = self.vectors_of(self.encoder.encode(list(texts)), lang)
+        D, I = self.search_vectors(xq, k, langs=langs, nprobe=nprobe)
         found = np.unique(I[I >= 0])
         by_row = dict(zip(found.tolist(), self.records(found)))
         return [[Hit(rank, float(d), int(i), by_row[i].id, by_row[i].lang, by_row[i].text, by_row[i].meta)

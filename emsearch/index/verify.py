@@ -115,5 +115,6 @@ def repair_command(out: Path, manifest: Manifest) -> str:
         if requested.max_memory != BuildConfig.max_index_memory:
             args += ["--max-index-memory", format_bytes(requested.max_memory)]
         args += ["--merge"] if requested.merge else []
-        args += [] if requested.centre else ["--no-centre"]
+        if requested.centring != BuildConfig.centre:
+            args += ["--centre", requested.centring]
     return shlex.join(args)

@@ -3,7 +3,9 @@
     emsearch mine --src de --tgt en --index indexes/news --output pairs.parquet
 
 1. For each source-language sentence, its k nearest target-language sentences: the stored vectors of the source
-   rows are searched against all shards of the target index at once (`Index.search_vectors(.., langs=[tgt])`),
+   rows, as their index compares them (`Index.embeddings`: centred on its corpus mean, or in an index centred per
+   language on the source language's mean), are searched against all shards of the target index at once
+   (`Index.search_vectors(.., langs=[tgt])`),
    never shard by shard — a per-shard kNN sees only part of the neighbourhood, under-estimates the mean
    similarity and so inflates every margin.
 2. The same from the target side back to the source language.

@@ -1,6 +1,6 @@
 """Search requests as `emsearch query` and the HTTP service take them: checked once, answered, serialised one way.
 
-    request = SearchRequest.checked(["Guten Morgen"], k=5, langs=["en"])
+    request = SearchRequest.checked(["Guten Morgen"], k=5, langs=["en"], lang="de")
     for query_index, hits in enumerate(run(index, request)):
         print([hit_json(query_index, request.texts[query_index], h) for h in hits])
 
@@ -32,10 +32,12 @@ class SearchRequest:
     k: int = 10
     langs: tuple[str, ...] | None = None  # canonical ISO 639-3 codes of the wanted results; None = all
     nprobe: int | None = None
+    lang: str | None = None  # canonical code of the queries' language (an index centred per language uses it)
 
     @classmethod
     def checked(cls, texts: Sequence[str], k: int = 10, langs: Sequence[str] | None = None,
-                nprobe: int | None = None, *, max_k: int = MAX_K, max_texts: int | None = None) -> SearchRequest:
+                nprobe: int | None = None, *, lang: str | None = None, max_k: int = MAX_K,
+                max_texts: int | None = None) -> SearchRequest:
         """Validate and normalise; raises QueryError naming the first problem."""
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise QueryError("texts must be a list of query strings")
@@ -65,7 +67,11 @@ class SearchRequest:
                 if utf8_problem(code):
                     raise QueryError(f"language code {code!r} is {utf8_problem(code)}")
             langs = tuple(dict.fromkeys(normalize_lang(x) for x in langs)) or None
-        return cls(tuple(texts), k, langs, nprobe)
+        if lang is not None:
+            if not isinstance(lang, str) or utf8_problem(lang):
+                raise QueryError("lang must be the language code of the queries, e.g. \"de\"")
+            lang = normalize_lang(lang)
+        return cls(tuple(texts), k, langs, nprobe, lang)
 
 
 def _shown(value: Any) -> str:
@@ -93,7 +99,8 @@ def check_langs_in_index(index, langs: Sequence[str] | None) -> None:
 def run(index, request: SearchRequest) -> list:
     """Hits of every query: list (one per query) of lists of `emsearch.index.Hit`, best first."""
     check_langs_in_index(index, request.langs)
-    return index.search(list(request.texts), k=request.k, langs=request.langs, nprobe=request.nprobe)
+    return index.search(list(request.texts), k=request.k, langs=request.langs, nprobe=request.nprobe,
+                        lang=request.lang)
 
 
 def hit_json(query_index: int, query: str, hit) -> dict[str, Any]:
