@@ -7,6 +7,7 @@ reversed: a model only retrieves the right translation if training taught it the
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,3 +69,18 @@ def edit_manifest(root: Path, edit: Callable[[dict], None]) -> None:
     data.pop("checksum", None)
     edit(data)
     save(root, from_dict(Manifest, data))
+
+
+def run_cli(args: list, capsys, monkeypatch) -> tuple[int, str, str]:
+    """Run `emsearch ARGS...` in-process through `main()`; returns (exit code, stdout, stderr)."""
+    from emsearch.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["emsearch", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+

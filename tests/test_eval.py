@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,24 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import synthetic_pairs
+from conftest import run_cli, synthetic_pairs
 from emsearch.encoder import Encoder
 from emsearch.evaluate import (BuccSet, best_f1, bucc, paired_accuracy, point_at, read_bucc,
                                 tatoeba_accuracy)
 from emsearch.search.mining import MinedPairs
-
-
-def run_cli(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    from emsearch.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["emsearch", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write_bucc(folder: Path, n_gold: int = 120, n_noise: int = 60) -> Path:

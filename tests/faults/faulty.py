@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,19 +119,6 @@ class _FailingEnv:
 
     def __getattr__(self, name):
         return getattr(self._env, name)
-
-
-def run_cli(args: list, capsys, monkeypatch) -> tuple[int, str, str]:
-    from emsearch.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["emsearch", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code: int, err: str) -> str:

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from bad_inputs import BODIES, CORPUS_FILES, FIELDS, QUERIES
-from faulty import one_line_error, one_thread, run_cli  # noqa: F401
+from faulty import one_line_error, one_thread  # noqa: F401
+from conftest import run_cli
 from toy_index import build_toy_index
 from emsearch.errors import EmsearchError
 from emsearch.index import Index

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from faulty import DAMAGES, answers, count_encoded, one_thread, one_line_error, run_cli  # noqa: F401
+from faulty import DAMAGES, answers, count_encoded, one_thread, one_line_error  # noqa: F401
+from conftest import run_cli
 from toy_index import build_toy_index
 from emsearch.encoder import Encoder
 from emsearch.index import Index

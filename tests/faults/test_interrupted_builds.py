@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from faulty import Faults, Killed, answers, count_encoded, one_thread, run_cli  # noqa: F401
+from faulty import Faults, Killed, answers, count_encoded, one_thread  # noqa: F401
+from conftest import run_cli
 from toy_index import build_toy_index
 from emsearch.atomic import WriteError
 from emsearch.encoder import Encoder
