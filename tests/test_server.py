@@ -165,7 +165,7 @@ def test_serve_port_in_use(toy, capsys, monkeypatch):
     """A taken port is one error line that names it and points to --port, not an errno."""
     import socket
 
-    from test_eval import run_cli
+    from conftest import run_cli
 
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
@@ -209,7 +209,7 @@ def test_serve_command(toy, tmp_path, capsys, monkeypatch):
     import sys
     import time
 
-    from test_eval import run_cli
+    from conftest import run_cli
 
     (tmp_path / "indexes").mkdir()
     (tmp_path / "indexes" / "toy").symlink_to(toy.path)
@@ -242,7 +242,7 @@ def test_serve_command(toy, tmp_path, capsys, monkeypatch):
 
 
 def test_serve_host_is_checked_and_an_exposed_service_warned(toy, capsys, monkeypatch):
-    from test_eval import run_cli
+    from conftest import run_cli
     from emsearch.server import _Server
 
     monkeypatch.setattr(_Server, "serve_forever", lambda self: None)  # bound, announced, then stopped at once

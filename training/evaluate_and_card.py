@@ -34,7 +34,7 @@ SOURCES = """\
 | WMT newstest 2008–2018 | research use (no formal licence; news texts © their publishers) | Test sets of the Workshop/Conference on Machine Translation (statmt.org), as collected in Helsinki-NLP/OPUS-MT-testsets. |
 | WMT general/news test and dev sets 2017–2024 | research use (no formal licence; texts © their publishers) | Test and development sets of the Conference on Machine Translation (WMT 2017, 2019–2024), via Helsinki-NLP/OPUS-MT-testsets and wmt-conference/wmt23-news-systems, wmt24-news-systems (Findings of WMT: Bojar et al. 2017; Barrault et al. 2019, 2020; Akhbardeh et al. 2021; Kocmi et al. 2022, 2023, 2024). |
 | Korean–English news corpus | CC BY-SA 3.0 | J. Park, J.-P. Hong, J.-W. Cha, “Korean Language Resources for Everyone”, PACLIC 30, 2016 (github.com/jungyeul/korean-parallel-corpora). |
-| UD treebanks with English translations | per row: CC BY-SA 4.0 or CC0 1.0 | Universal Dependencies (universaldependencies.org); each treebank with its contributors and reference in the data README's `ud_text_en.parquet` section. |
+| UD treebanks with English translations | per row: CC BY-SA 4.0 or CC0 1.0 | Universal Dependencies (universaldependencies.org); each treebank with its contributors and reference listed below. |
 | Bible translations | per row: public domain, CC BY 4.0, CC BY 3.0 BR or CC BY-SA 4.0 | eBible.org translations via the ebible_data corpus (D. Baines); SWORD modules (CrossWire) via scrollmapper/bible_databases. Copyright holder of every CC-licensed translation: listed below. English side: World English Bible, public domain. |
 | FLORES-200 dev (via SIB-200), evaluation only | CC BY-SA 4.0 | NLLB Team et al., “No Language Left Behind”, 2022; SIB-200 (Adelani et al., 2023); N'Ko data from Doumbouya et al., 2023. |
 | Mining dev task (WMT newstest 2014–2018), evaluation only | research use | as WMT above. |
@@ -53,6 +53,20 @@ def bible_lines(data: Path) -> list[str]:
         rows = list(csv.DictReader(f, delimiter="\t"))
     return [f"- `{r['lang']}`: {r['title']} ({r['license']}; {r['copyright'] or 'no copyright line'}; {r['url']})"
             for r in rows]
+
+
+def ud_lines(data: Path) -> list[str]:
+    """The UD treebanks of `ud_text_en.parquet`, each with its licence and its contributors and reference, from the
+    table in the data README's section on that file."""
+    readme = (data / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### `ud_text_en.parquet`"):]
+    section = section[: section.index("\n#", 1)]
+    lines = []
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[0].startswith("`UD_"):
+            lines.append(f"- {cells[0]} (`{cells[1]}`, {cells[2]}): {cells[6]}")
+    return lines
 
 
 def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, threshold: float,
@@ -128,9 +142,12 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         + "Bible text dominates the pairs of many languages, so expect a religious-register bias there.",
         "", "## Licence and attribution",
         "The weights are released under CC BY-SA 4.0, because part of the training rows are CC BY-SA 4.0 "
-        "(OLDI Seed, many Bible translations). WMT newstest rows are for research use. Training data:", "",
+        "(OLDI Seed, many Bible translations, most UD treebanks; the Korean news corpus is CC BY-SA 3.0, whose "
+        "adaptations may take a later version). WMT rows are for research use. Training data:", "",
         SOURCES, "Bible translations used (language, title, licence, copyright line, origin):", "",
         *bible_lines(data), "",
+        "Universal Dependencies treebanks used (language, licence, contributors and reference):", "",
+        *ud_lines(data), "",
     ]
     return "\n".join(lines)
 

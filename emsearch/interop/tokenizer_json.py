@@ -13,9 +13,10 @@ What SentencePiece does, and the JSON part that does the same:
 - whitespace: runs collapsed, ends trimmed, a dummy "▁" prefix, spaces as "▁": `Prepend` / `Replace` steps;
 - the Unigram pieces and their scores, unknown characters as `<0xNN>` byte pieces: `Unigram` with byte fallback.
   Control, unknown, unused and byte pieces never match text in SentencePiece; here they keep their ids, the first
-  three renamed behind two markers (no text holds one), the byte pieces (whose names byte fallback needs) with a
-  score below any path of ordinary pieces. So a literal "<0x41>" in text differs only where one of its
-  characters is not a piece of the vocabulary (for a vocabulary at full character coverage, never).
+  three renamed behind two markers (no text holds one), the byte pieces under the names byte fallback needs, at
+  the lowest score of a normal piece (a lower one would change the score of unknown characters, which the
+  joined scripts of a vocabulary meet often). So a byte piece's name written literally in the text, with digits
+  only ("<0x41>": the normaliser lowercases "<0xE0>" to a string no piece has), may come out as that byte.
 - EOS on every sentence (emsearch's `Tokenizer`): model2vec and sentence-transformers encode without special
   tokens, so no post-processor would run. Instead the normaliser puts a marker first (a control character that the
   character map deletes, so no text carries it) and the marker is a piece of its own, id `len(pieces)`, whose row
@@ -170,16 +171,17 @@ def tokenizer_spec(path: str | Path, max_len: int) -> dict:
              _replace("(?<=[\\s\\S])(?=\\p{M})", marker, regex=True),
              {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(model.charsmap).decode("ascii")}]
     normal = [score for _, score, kind in model.pieces if kind == NORMAL]
+    # `tokenizers` scores an unknown character (then cut into byte pieces) 10 below the lowest score of the whole
+    # vocabulary, SentencePiece 10 below the lowest of its normal pieces: no piece may score lower than those.
     lowest, highest = min(normal), max(normal)
-    never = lowest * 8 - 1e4  # below any path of ordinary pieces over the six characters of "<0x41>"
     vocab = []
     for piece, score, kind in model.pieces:
         if kind == USER_DEFINED:  # matched before anything else, as SentencePiece's lattice scores them
             score = len(piece) * highest - 0.1
         elif kind == BYTE:
-            score = never
+            score = lowest
         elif kind != NORMAL:
-            piece, score = marker * 2 + piece, never
+            piece, score = marker * 2 + piece, lowest
         vocab.append([piece, score])
     vocab.append([marker, 0.0])
     spaced = model.add_dummy_prefix or model.remove_extra_whitespaces  # a space after the marker, to collapse
