@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from test_eval import run_cli
+from conftest import run_cli
 from toy_index import build_toy_index
 from emsearch.index import Index
 from emsearch.index.build import BuildConfig, build_index

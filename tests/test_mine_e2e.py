@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import edit_manifest, synthetic_pairs
-from test_eval import run_cli
+from conftest import run_cli
 from toy_index import build_toy_index
 from emsearch.encoder import Encoder
 from emsearch.index import Index

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from test_eval import run_cli
+from conftest import run_cli
 from toy_index import build_toy_index
 from emsearch.index.manifest import resolve_index
 from emsearch.languages import UnknownLanguageError
