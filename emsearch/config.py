@@ -87,6 +87,11 @@ class TokenizerConfig:
     teacher_pieces: int = 0
     teacher_pieces_below: int = 1000
 
+    def __post_init__(self) -> None:
+        if self.teacher_pieces < 0 or (self.teacher_pieces and self.model_type != "unigram"):
+            raise ConfigError("tokenizer.teacher_pieces must be >= 0, and > 0 needs a unigram tokenizer (the "
+                              "teacher's pieces are unigram pieces with their probabilities)")
+
 
 @dataclass(frozen=True)
 class TrainConfig:

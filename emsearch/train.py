@@ -170,9 +170,6 @@ def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     if cfg.teacher_prior < 0 or (cfg.teacher_prior and not cfg.teacher_cache):
         raise ConfigError("teacher_prior must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher "
                           "--pieces`)")
-    if cfg.tokenizer.teacher_pieces < 0 or (cfg.tokenizer.teacher_pieces and cfg.tokenizer.model_type != "unigram"):
-        raise ConfigError("tokenizer.teacher_pieces must be >= 0, and > 0 needs a unigram tokenizer (the teacher's "
-                          "pieces are unigram pieces with their probabilities)")
     if not 0 <= cfg.margin < 2:
         raise ConfigError(f"margin is taken off a cosine, so it must be in [0, 2), got {cfg.margin}")
     if cfg.init_from and not (Path(cfg.init_from) / "model.safetensors").is_file():

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -83,4 +85,22 @@ def run_cli(args: list, capsys, monkeypatch) -> tuple[int, str, str]:
         code = e.code or 0
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@contextmanager
+def serving(index_path: Path, limits):
+    """The HTTP service of an index in a thread, on a free local port: yields (port, index)."""
+    from emsearch.index import Index
+    from emsearch.server import SearchService, make_server
+
+    with Index.open(index_path) as index:
+        httpd = make_server(SearchService(index, limits), "127.0.0.1", 0, quiet=True)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield httpd.server_address[1], index
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(timeout=10)
 

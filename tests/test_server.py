@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from conftest import serving
 from test_query import HIT_KEYS
 from toy_index import build_toy_index
-from emsearch.index import Index
 from emsearch.server import Limits, SearchService, make_server
 
 
@@ -26,15 +26,8 @@ def toy(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(toy):
-    with Index.open(toy.path) as index:
-        httpd = make_server(SearchService(index, Limits(max_body=4096, max_k=20, max_texts=8)), "127.0.0.1", 0,
-                            quiet=True)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        yield httpd.server_address[1], index
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with serving(toy.path, Limits(max_body=4096, max_k=20, max_texts=8)) as served:
+        yield served
 
 
 def call(port: int, method: str, path: str, body: bytes | None = None,

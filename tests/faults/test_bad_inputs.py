@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 import time
 
 import numpy as np
@@ -15,12 +14,12 @@ import pytest
 
 from bad_inputs import BODIES, CORPUS_FILES, FIELDS, QUERIES
 from faulty import one_line_error, one_thread  # noqa: F401
-from conftest import run_cli
+from conftest import run_cli, serving
 from toy_index import build_toy_index
 from emsearch.errors import EmsearchError
 from emsearch.index import Index
 from emsearch.search.query import QueryError, SearchRequest
-from emsearch.server import Limits, SearchService, make_server
+from emsearch.server import Limits
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +29,8 @@ def toy(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(toy):
-    with Index.open(toy.path) as index:
-        httpd = make_server(SearchService(index, Limits(read_seconds=1)), "127.0.0.1", 0, quiet=True)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        yield httpd.server_address[1], index
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with serving(toy.path, Limits(read_seconds=1)) as served:
+        yield served
 
 
 def post(port: int, body: bytes, method: str = "POST", path: str = "/search",
