@@ -184,6 +184,22 @@ def test_the_bundle_threshold_needs_a_centred_index(tiny_model, tmp_path, capsys
     assert code == 0 and out.is_file(), err
 
 
+def test_the_bundle_threshold_is_not_applied_to_a_language_centred_index(tiny_model, tmp_path, capsys, monkeypatch):
+    """Margins between vectors centred per language are not those the model's threshold was set on."""
+    index = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10, centre="language")
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_model, bundle)
+    info = json.loads((bundle / "config.json").read_text())
+    info["mining_threshold"] = 1.05
+    (bundle / "config.json").write_text(json.dumps(info))
+    out = tmp_path / "pairs.tsv"
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(index.path), "--model", str(bundle), "-o", str(out)]
+    code, _, err = run_cli(base, capsys, monkeypatch)
+    assert code == 2 and "--centre language" in err and "--threshold" in err and not out.exists()
+    code, _, err = run_cli(base + ["--threshold", "1.05"], capsys, monkeypatch)
+    assert code == 0 and out.is_file(), err
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--src", "xx1", "--tgt", "en"], "unknown language"),
     (["--src", "fr", "--tgt", "en"], "no fra sentences"),

@@ -90,11 +90,15 @@ def default_threshold(threshold: float | None, cfg: MineConfig, *indexes) -> flo
     if threshold is not None or cfg.margin != "ratio" or bundle is None:
         return threshold
     for index in indexes:
-        if not index.centred:
-            raise EmsearchError(f"{index.path} compares uncentred vectors (built without centring), so the model's "
-                                "mining threshold does not fit it: give --threshold, or rebuild the index with "
-                                "emsearch build-index (its embeddings are reused)")
+        if index.centring != "corpus":
+            raise EmsearchError(f"{index.path} compares {_COMPARED[index.centring]}, but the model's mining threshold "
+                                "is set on vectors centred on their corpus mean: give --threshold, or rebuild the "
+                                "index with emsearch build-index --centre corpus (its embeddings are reused)")
     return bundle
+
+
+_COMPARED = {"none": "uncentred vectors (built without centring)",
+             "language": "vectors centred on their language's own mean (--centre language)"}
 
 
 def job_key(src_index, tgt_index, cfg: MineConfig) -> dict:
