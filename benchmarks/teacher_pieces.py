@@ -80,7 +80,7 @@ def joined_encoder(encoder: Encoder, tokenizer: Tokenizer, new_rows: np.ndarray)
     n_old, n = len(old), tokenizer.vocab_size
     table = np.vstack([old, new_rows])
     model = EMSEncoder(replace(encoder.config, vocab_size=n))
-    state = {k: v for k, v in encoder.model.state_dict().items()}
+    state = dict(encoder.model.state_dict())
     state["tok_emb.weight"] = torch.from_numpy(table)
     state["tok_weight.weight"] = torch.cat([state["tok_weight.weight"], torch.zeros(n - n_old, 1)])
     model.load_state_dict(state)

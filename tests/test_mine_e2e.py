@@ -161,32 +161,20 @@ def test_a_pair_with_its_own_bundle_threshold_is_mined_at_it(toy, tiny_model, tm
     assert scores and min(scores) >= 1.003 and "threshold 1.003 from the model bundle" in err
 
 
-def test_the_bundle_threshold_needs_a_centred_index(tiny_model, tmp_path, capsys, monkeypatch):
-    """The model's threshold was set on margins between centred vectors: an uncentred index (built before
-    centring, or with --centre none) asks for an explicit one."""
-    raw = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10)
-
-    def as_before_centring(manifest: dict) -> None:
-        manifest["index"]["centre"] = None
-        manifest["index"]["requested"].pop("centre")
-
-    edit_manifest(raw.path, as_before_centring)
-    bundle = tmp_path / "model"
-    shutil.copytree(tiny_model, bundle)
-    info = json.loads((bundle / "config.json").read_text())
-    info["mining_threshold"] = 1.05
-    (bundle / "config.json").write_text(json.dumps(info))
-    out = tmp_path / "pairs.tsv"
-    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(raw.path), "--model", str(bundle), "-o", str(out)]
-    code, _, err = run_cli(base, capsys, monkeypatch)
-    assert code == 2 and "uncentred vectors" in err and "--threshold" in err and not out.exists()
-    code, _, err = run_cli(base + ["--threshold", "1.05"], capsys, monkeypatch)
-    assert code == 0 and out.is_file(), err
+def _as_before_centring(manifest: dict) -> None:
+    manifest["index"]["centre"] = None
+    manifest["index"]["requested"].pop("centre")
 
 
-def test_the_bundle_threshold_is_not_applied_to_a_language_centred_index(tiny_model, tmp_path, capsys, monkeypatch):
-    """Margins between vectors centred per language are not those the model's threshold was set on."""
-    index = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10, centre="language")
+@pytest.mark.parametrize("centring, said", [("uncentred", "uncentred vectors"), ("language", "--centre language")])
+def test_the_bundle_threshold_needs_a_corpus_centred_index(centring, said, tiny_model, tmp_path, capsys, monkeypatch):
+    """The model's threshold was set on margins between vectors centred on their corpus mean: an uncentred index
+    (built before centring, or with --centre none) or one centred per language asks for an explicit one."""
+    if centring == "uncentred":
+        index = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10)
+        edit_manifest(index.path, _as_before_centring)
+    else:
+        index = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10, centre="language")
     bundle = tmp_path / "model"
     shutil.copytree(tiny_model, bundle)
     info = json.loads((bundle / "config.json").read_text())
@@ -195,7 +183,7 @@ def test_the_bundle_threshold_is_not_applied_to_a_language_centred_index(tiny_mo
     out = tmp_path / "pairs.tsv"
     base = ["mine", "--src", "de", "--tgt", "en", "--index", str(index.path), "--model", str(bundle), "-o", str(out)]
     code, _, err = run_cli(base, capsys, monkeypatch)
-    assert code == 2 and "--centre language" in err and "--threshold" in err and not out.exists()
+    assert code == 2 and said in err and "--threshold" in err and not out.exists()
     code, _, err = run_cli(base + ["--threshold", "1.05"], capsys, monkeypatch)
     assert code == 0 and out.is_file(), err
 
