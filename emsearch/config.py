@@ -86,11 +86,19 @@ class TokenizerConfig:
     # (teacher_pieces.py); needs the teacher extra
     teacher_pieces: int = 0
     teacher_pieces_below: int = 1000
+    # > 0: then join up to this many of the teacher's whole words, in every script, that the model (with the pieces
+    # above) cuts into `teacher_words_cut` or more pieces
+    teacher_words: int = 0
+    teacher_words_cut: int = 3
 
     def __post_init__(self) -> None:
-        if self.teacher_pieces < 0 or (self.teacher_pieces and self.model_type != "unigram"):
-            raise ConfigError("tokenizer.teacher_pieces must be >= 0, and > 0 needs a unigram tokenizer (the "
-                              "teacher's pieces are unigram pieces with their probabilities)")
+        for name in ("teacher_pieces", "teacher_words"):
+            if getattr(self, name) < 0 or (getattr(self, name) and self.model_type != "unigram"):
+                raise ConfigError(f"tokenizer.{name} must be >= 0, and > 0 needs a unigram tokenizer (the "
+                                  "teacher's pieces are unigram pieces with their probabilities)")
+        if self.teacher_words_cut < 2:
+            raise ConfigError("tokenizer.teacher_words_cut must be >= 2: a word our model holds in one piece "
+                              "needs no joining")
 
 
 @dataclass(frozen=True)

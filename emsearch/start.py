@@ -8,6 +8,7 @@ run only; `--resume` restores the checkpoint instead.
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,11 +17,11 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 
-from emsearch.config import ConfigError, ModelConfig, TrainConfig
+from emsearch.config import ConfigError, ModelConfig, TokenizerConfig, TrainConfig
 from emsearch.encoder import unpack_weights
 from emsearch.model import EMSEncoder
 from emsearch.teacher import piece_start
-from emsearch.teacher_pieces import join_teacher_pieces
+from emsearch.teacher_pieces import join_teacher_pieces, teacher_words
 from emsearch.tokenizer import Tokenizer, train_tokenizer
 
 
@@ -40,16 +41,28 @@ def run_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, pairs, out: Path, ra
             by_lang.setdefault("eng", []).extend(sorted(set(pairs.eng)))
             tok_cfg = replace(cfg.tokenizer, vocab_size=model_cfg.vocab_size)
             say(f"training a {tok_cfg.vocab_size}-piece SentencePiece model")
-            if not tok_cfg.teacher_pieces:
+            if not (tok_cfg.teacher_pieces or tok_cfg.teacher_words):
                 train_tokenizer(by_lang, tok_cfg, path)
             else:  # the run's tokenizer appears only once joined: a killed run never keeps a half-made one
-                own = train_tokenizer(by_lang, tok_cfg, out / "tokenizer-own.model")
-                joined = join_teacher_pieces(own, path, tok_cfg.teacher_pieces, tok_cfg.teacher_pieces_below)
-                say(f"joined {sum(joined.values()):,} of the teacher's pieces: "
-                    + (", ".join(f"{script.title()} {n:,}" for script, n in joined.items()) or "no script was short"))
+                _joined_tokenizer(train_tokenizer(by_lang, tok_cfg, out / "tokenizer-own.model"), tok_cfg, path, say)
         if world > 1:
             dist.barrier()
     return Tokenizer(path, model_cfg.max_len)
+
+
+def _joined_tokenizer(own: Path, cfg: TokenizerConfig, path: Path, say) -> None:
+    """Our trained SentencePiece model with the teacher's pieces for the weak scripts, then its whole words that
+    ours cuts up, joined (teacher_pieces.py), written to `path`."""
+    scripts = path.with_name("tokenizer-scripts.model")
+    joined = join_teacher_pieces(own, scripts, cfg.teacher_pieces, cfg.teacher_pieces_below)
+    say(f"joined {sum(joined.values()):,} of the teacher's pieces: "
+        + (", ".join(f"{script.title()} {n:,}" for script, n in joined.items()) or "no script was short"))
+    if cfg.teacher_words:
+        words = join_teacher_pieces(scripts, scripts, cfg.teacher_words, sys.maxsize,
+                                    teacher=teacher_words(scripts, cfg.teacher_words_cut))
+        say(f"joined {sum(words.values()):,} of the teacher's whole words that ours cuts into "
+            f"{cfg.teacher_words_cut}+ pieces")
+    scripts.replace(path)
 
 
 def bundle_start(encoder: EMSEncoder, bundle: str, say) -> None:

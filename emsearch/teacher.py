@@ -130,12 +130,19 @@ def _read_chunk(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 def cache_teacher(pairs: ParallelPairs, cache: str | Path, encode: Callable[[list[str]], np.ndarray], *,
                   alpha: float, limit: int = 0, console=None) -> int:
-    """Encode the English sentences of `pairs` (the first `limit` in draw order; 0 = all) with `encode` into the
-    cache folder, skipping those already there. Returns how many sentences the cache holds for this order.
+    """Encode the English sentences of `pairs` (the first `limit` in draw order; 0 = all) into the cache folder.
+    Returns how many sentences the cache holds for this order."""
+    return cache_sentences(draw_order(pairs, alpha)[: limit or None], cache, encode, console=console)
+
+
+def cache_sentences(sentences: Sequence[str], cache: str | Path, encode: Callable[[list[str]], np.ndarray], *,
+                    console=None) -> int:
+    """Encode `sentences` in order with `encode` into the cache folder, skipping those already there. Returns
+    how many there are.
 
     `encode` maps a list of sentences to unit vectors (len, TEACHER["dim"])."""
     cache = _claim(cache)
-    wanted = draw_order(pairs, alpha)[: limit or None]
+    wanted = list(dict.fromkeys(sentences))
     have = np.concatenate([_read_chunk(p, TEACHER["dim"])[0] for p in _chunks(cache)] or [np.zeros(0, np.uint64)])
     keys = sentence_keys(wanted)
     todo = np.flatnonzero(~np.isin(keys, have))

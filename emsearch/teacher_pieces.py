@@ -11,6 +11,10 @@ them, in the scripts where our model has few pieces of its own, to our SentenceP
 - inside a weak script the teacher's word pieces win the Viterbi search over our single characters, and their
   rows start from (`teacher_init`) and shrink towards (`teacher_prior`) the teacher's vectors like any piece.
 
+`teacher_words` does the same in every script for the teacher's whole words that our model cuts into several
+pieces: a word that is one piece to the teacher but three to us is one the pairs saw too rarely to learn, and
+its teacher vector is a better start than the mean of three fragments.
+
 A SentencePiece model is a protobuf `ModelProto` whose field 1 is the repeated piece list; appending encoded
 field-1 entries to the file appends pieces to that list, so no protobuf library is needed.
 """
@@ -109,6 +113,18 @@ def join_teacher_pieces(model_path: str | Path, out_path: str | Path, limit: int
     write_bytes(out_path, model_path.read_bytes() + b"".join(_piece_entry(p, s) for s, p in joined))
     return {script: n for script, cands in sorted(by_script.items(), key=lambda kv: -len(kv[1]))
             if (n := int(len(cands) * share))}
+
+
+def teacher_words(model_path: str | Path, cut: int,
+                  teacher: list[tuple[str, float]] | None = None) -> list[tuple[str, float]]:
+    """The teacher's whole-word pieces (a word-start mark and 4+ letters of one script) that our SentencePiece
+    model at `model_path` cuts into `cut` or more pieces: the candidates for `join_teacher_pieces` in every
+    script."""
+    sp = spm.SentencePieceProcessor(model_file=str(model_path))
+    vocabulary = teacher if teacher is not None else teacher_vocabulary()
+    words = [(p, s) for p, s in vocabulary if p.startswith(SPACE) and len(p) > 4 and script_of(p)]
+    pieces = sp.encode([p.replace(SPACE, " ").strip() for p, _ in words])
+    return [w for w, ids in zip(words, pieces) if len(ids) >= cut]
 
 
 def _piece_entry(piece: str, score: float) -> bytes:

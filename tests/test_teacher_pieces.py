@@ -6,7 +6,7 @@ import pytest
 import sentencepiece as spm
 
 from emsearch.config import TokenizerConfig
-from emsearch.teacher_pieces import join_teacher_pieces, own_pieces_per_script, script_of
+from emsearch.teacher_pieces import join_teacher_pieces, own_pieces_per_script, script_of, teacher_words
 from emsearch.tokenizer import train_tokenizer
 
 from conftest import synthetic_pairs
@@ -16,6 +16,8 @@ THAI = ["สวัสดี", "ครับ", "ภาษา", "ไทย"]
 TEACHER = [("▁สวัสดี", -8.0), ("▁ภาษา", -9.0), ("ไทย", -9.5), ("ครับ", -12.0), ("▁hello", -7.0),
            ("▁Thai", -7.5), ("▁ก1", -6.0), ("▁aไ", -6.0), (".", -3.0),
            ("▁Мир", -10.0), ("▁мир", -13.0)]  # our normaliser lowercases: only the second can ever match
+WORDS = [("▁zqxjvk", -11.0), ("▁xqz", -11.5), ("zqxjvkw", -12.0), ("▁zq9xjvk", -12.0)]  # one word, then a
+# word of 3 letters, a piece inside a word, and one with a digit: only the first is a whole-word candidate
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,37 @@ def test_a_run_with_teacher_pieces_gets_its_tokenizer_joined(tmp_path, monkeypat
     assert tokenizer.pieces("สวัสดี") == ["▁สวัสดี"]
 
 
+def test_teacher_words_are_whole_words_our_model_cuts_into_enough_pieces(own_model):
+    sp = spm.SentencePieceProcessor(model_file=str(own_model))
+    words = teacher_words(own_model, 3, teacher=TEACHER + WORDS)
+    assert ("▁zqxjvk", -11.0) in words and not {p for p, _ in WORDS[1:]} & {p for p, _ in words}
+    assert all(len(sp.encode(p.lstrip("▁"))) >= 3 for p, _ in words)
+    longest = max(len(sp.encode(p.lstrip("▁"))) for p, _ in words)
+    assert teacher_words(own_model, longest + 1, teacher=TEACHER + WORDS) == []
+
+
+def test_a_run_with_teacher_words_gets_them_joined_after_the_script_pieces(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import emsearch.teacher_pieces
+    from emsearch.config import resolve_model_config
+    from emsearch.data import read_pairs
+    from emsearch.start import run_tokenizer
+
+    from conftest import tiny_config, write_pairs
+
+    monkeypatch.setattr(emsearch.teacher_pieces, "teacher_vocabulary", lambda: TEACHER + WORDS)
+    cfg = tiny_config(tmp_path, write_pairs(tmp_path / "pairs.parquet", 600))
+    cfg = replace(cfg, tokenizer=replace(cfg.tokenizer, model_type="unigram", teacher_pieces=5,
+                                         teacher_pieces_below=20, teacher_words=10))
+    tokenizer = run_tokenizer(cfg, resolve_model_config(cfg), read_pairs(cfg.data), tmp_path / "run", say=print)
+    own = spm.SentencePieceProcessor(model_file=str(tmp_path / "run" / "tokenizer-own.model"))
+    joined = [tokenizer.sp.id_to_piece(i) for i in range(own.get_piece_size(), tokenizer.vocab_size)]
+    assert joined[:5] == ["▁สวัสดี", "▁ภาษา", "ไทย", "ครับ", "▁мир"] and "▁zqxjvk" in joined[5:]
+    assert tokenizer.pieces("สวัสดี zqxjvk") == ["▁สวัสดี", "▁zqxjvk"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["tokenizer-own.model", "tokenizer.model"]
+
+
 def test_teacher_pieces_need_a_unigram_tokenizer():
     from emsearch.config import ConfigError
 
@@ -102,3 +135,7 @@ def test_teacher_pieces_need_a_unigram_tokenizer():
         TokenizerConfig(model_type="bpe", teacher_pieces=10)
     with pytest.raises(ConfigError, match=">= 0"):
         TokenizerConfig(teacher_pieces=-1)
+    with pytest.raises(ConfigError, match="teacher_words must"):
+        TokenizerConfig(model_type="bpe", teacher_words=10)
+    with pytest.raises(ConfigError, match="teacher_words_cut"):
+        TokenizerConfig(teacher_words_cut=1)
