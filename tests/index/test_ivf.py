@@ -60,6 +60,7 @@ def test_exact_knn_over_shards_matches_brute_force(emb):
 
 # RR (a random rotation) stands for OPQ: the same IndexPreTransform wrapper, which must pass nprobe and the
 # ID selector through to the IVF index, without OPQ's minute of training.
+@pytest.mark.slow
 @pytest.mark.parametrize("factory", ["IVF32,PQ4", "RR32,IVF32,PQ4"])
 def test_trained_groups_return_global_rows(emb, factory):
     trained, on_gpu = train_index(params(factory, 32), emb)
@@ -93,6 +94,7 @@ def test_recall_counts_ties_as_found():
     assert recall_at_k(missing, np.array([[0.9, 0.5, -np.inf]], np.float32), 3) == 0.5
 
 
+@pytest.mark.slow
 def test_calibration_picks_the_cheapest_point_reaching_the_target(emb):
     trained, _ = train_index(params("IVF64,PQ4", 64), emb)
     index = populate(faiss.clone_index(trained), group_blocks(emb, emb.shards))

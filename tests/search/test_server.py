@@ -194,6 +194,7 @@ def test_search_page_in_chromium(server, toy, tmp_path):
     assert "5 results" in dom and '<option value="deu">' in dom
 
 
+@pytest.mark.slow
 def test_serve_command(toy, tmp_path, capsys, monkeypatch):
     """`emsearch serve` with no INDEX picks the only index under ./indexes, serves, and stops on Ctrl-C."""
     import os
@@ -211,7 +212,9 @@ def test_serve_command(toy, tmp_path, capsys, monkeypatch):
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "emsearch.cli", "serve", "--port", str(port), "--quiet"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            # a shell's background job ignores SIGINT, and a child inherits that: Ctrl-C is the test
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180  # a loaded CI machine takes a while to import torch
         while time.monotonic() < deadline and proc.poll() is None:
