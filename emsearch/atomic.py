@@ -3,6 +3,7 @@
     with atomic_path(out / "pairs.parquet") as tmp:
         pq.write_table(table, tmp)          # a crash here leaves the old file (or none), never a part
     write_text_atomic(out / "manifest.json", text)
+    save_npy(out / "vectors.npy", x)
 
 `replace_dir` does the same for a directory of files built in a temporary directory beside the target.
 
@@ -20,6 +21,8 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from emsearch.errors import EmsearchError
 
@@ -68,6 +71,12 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    """`array` as a .npy at `path`, whole or absent; never pickled (an object array is refused)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would append .npy to a name
+        np.save(f, array, allow_pickle=False)
 
 
 @contextmanager

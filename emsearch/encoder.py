@@ -23,10 +23,10 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 
-from emsearch.atomic import file_sha256, swap_dir
+from emsearch.atomic import file_sha256, save_npy, swap_dir
 from emsearch.errors import EmsearchError
 from emsearch.config import ENCODE_BATCH_TOKENS, ModelConfig, from_dict
-from emsearch.corpus import utf8_problem
+from emsearch.corpus import Corpus, CorpusSpec, utf8_problem
 from emsearch.languages import normalize_lang
 from emsearch.model import EMSEncoder
 from emsearch.progress import bar
@@ -221,3 +221,24 @@ class Encoder:
                 out[rows] = torch.nn.functional.normalize(u.float(), dim=-1).cpu().numpy()
                 shown.advance(len(rows))
         return out
+
+
+def embed_file(input: str | Path, output: str | Path, *, lang: str | None = None,
+               text_column: str = CorpusSpec.text_column, model: str | Path | None = None,
+               batch_tokens: int = ENCODE_BATCH_TOKENS) -> np.ndarray:
+    """`emsearch embed`: the sentences of `input` (plain text, one per line, or a column of parquet / JSONL / TSV)
+    as unit vectors saved to the .npy `output`, row i for input record i (an empty one keeps its row); returns
+    them. `lang`, the input's language, is checked as a code (the encoder needs no language id)."""
+    input, output = Path(input), Path(output)
+    if input.is_dir():
+        raise EmsearchError(f"{input} is a directory: give a text, parquet, JSONL or TSV file")
+    if not output.parent.is_dir():
+        raise EmsearchError(f"{output.parent}: no such directory for the output")
+    if output.is_dir():
+        raise EmsearchError(f"{output} is a directory: give a file name for the vectors, e.g. {output / 'x.npy'}")
+    texts = list(Corpus(CorpusSpec(input, text_column=text_column, lang=lang)).texts())
+    if not texts:
+        raise EmsearchError(f"{input}: no sentences")
+    vectors = Encoder.load(model).encode(texts, batch_tokens=batch_tokens, progress=len(texts) > 5000)
+    save_npy(output, vectors)
+    return vectors

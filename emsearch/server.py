@@ -21,13 +21,18 @@ by side would only oversubscribe the CPU, while /health stays answerable meanwhi
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import json
 import threading
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 from emsearch.errors import EmsearchError
 from emsearch.search.query import MAX_CHARS, SearchRequest, hit_json, run
@@ -72,6 +77,10 @@ class Limits:
     max_k: int = 100
     max_texts: int = 64  # queries per request
     read_seconds: int = 5  # to send the request, body included: a slow or short body is answered 408, not waited on
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_k <= 10_000 or self.max_texts < 1 or self.max_body < 1024:
+            raise EmsearchError("limits: --max-k from 1 to 10000, --max-texts at least 1, --max-body at least 1024")
 
 
 def openapi(limits: Limits) -> dict[str, Any]:
@@ -275,3 +284,35 @@ def make_server(service: SearchService, host: str = "127.0.0.1", port: int = 808
     handler = type("BoundHandler", (Handler,), {"service": service, "quiet": quiet,
                                                 "timeout": service.limits.read_seconds})
     return _Server((host, port), handler)
+
+
+def serve(index: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8080, limits: Limits = Limits(),
+          model: str | Path | None = None, quiet: bool = False, console: Console | None = None) -> None:
+    """`emsearch serve`: open the index (a path, a name under indexes/, or None for the only one there) and serve
+    it until Ctrl-C (KeyboardInterrupt). A taken port or an address not of this machine is one `EmsearchError`
+    line; an address other than loopback is warned about on `console`, as the service has no authentication."""
+    from emsearch.index.reader import Index  # torch: loaded when serving starts
+
+    console = console or Console(stderr=True, soft_wrap=True)
+    if not 0 <= port <= 65535:
+        raise EmsearchError(f"--port {port}: give a port from 0 to 65535")
+    with Index.open(index, model=model) as idx:
+        try:
+            server = make_server(SearchService(idx, limits), host, port, quiet=quiet)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise EmsearchError(f"port {port} on {host} is already in use (another emsearch serve?); "
+                                    f"pick another with --port, or --port 0 for a free one") from None
+            raise EmsearchError(f"cannot listen on --host {host} ({e.strerror or e}): give an address of this "
+                                "machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network)") from None
+        bound_host, bound_port = server.server_address[:2]
+        if not ipaddress.ip_address(bound_host).is_loopback:
+            console.print(f"[yellow]warning:[/] listening on {bound_host}: anyone who can reach this machine can "
+                          "query the index (there is no authentication); --host 127.0.0.1 keeps it local",
+                          highlight=False)
+        console.print(f"serving {idx.path} ({idx.ntotal:,} sentences, {len(idx.languages())} language(s)) "
+                      f"on http://{bound_host}:{bound_port}/ — Ctrl-C stops", soft_wrap=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()

@@ -21,12 +21,9 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print the facts as one JSON object."),
 ) -> None:
     """Show what an index holds: model, dimension, rows per language, shards, index type and sizes."""
-    from emsearch.index.manifest import facts as index_facts
-    from emsearch.index.manifest import load_index, resolve_index
+    from emsearch.index.manifest import index_facts
 
-    path = resolve_index(index)
-    manifest = load_index(path)
-    facts = index_facts(path, manifest)
+    facts = index_facts(index)
     if as_json:
         typer.echo(json.dumps(facts, ensure_ascii=False))
         return
@@ -35,7 +32,7 @@ def info_command(
     status = "complete" if facts["complete"] else "[yellow]unfinished: rerun emsearch build-index to finish it[/]"
     model = facts["model"]
     rows = [
-        ("index", f"{path} ({status})"),
+        ("index", f"{facts['path']} ({status})"),
         ("model", f"{model['id']} ({model['path'] or 'default model'}), dim {model['dim']}, max_len {model['max_len']}"),
         ("input", f"{facts['input']['path']} ({facts['input']['format']}, {facts['input']['bytes']:,} bytes)"),
         ("rows", f"{facts['counts']['rows']:,} (skipped empty: {facts['counts']['skipped_empty']:,}, "

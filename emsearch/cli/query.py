@@ -12,8 +12,7 @@ from rich.table import Table
 
 from emsearch.errors import EmsearchError
 from emsearch.cli.app import app, console
-from emsearch.cli.options import open_index
-from emsearch.search.query import SearchRequest, hit_json, run, split_langs
+from emsearch.search.query import SearchRequest, hit_json, read_queries, run, split_langs
 
 BATCH = 256  # queries per search call when reading --file
 out = Console()
@@ -33,29 +32,18 @@ def query_command(
     strict: bool = typer.Option(False, "--strict", help="With --file: a blank line is an error instead of skipped."),
 ) -> None:
     """Search an index with queries in any language; hits from all shards, merged, best first."""
-    from emsearch.corpus import text_lines
+    from emsearch.index.reader import Index  # torch: imported when the command runs, not for --help
 
     if (text is None) == (file is None):
         raise EmsearchError("give either a query or --file QUERIES.txt (one query per line)")
     if file is not None:
-        if not file.is_file():
-            raise EmsearchError(f"{file}: no such file")
-        lines = [line for _, line in text_lines(file)]
-        blank = [i for i, t in enumerate(lines, 1) if not t.strip()]
-        if blank and strict:
-            raise EmsearchError(f"{file}:{blank[0]}: empty query; remove the blank line(s) or drop --strict")
-        if blank:
-            console.print(f"[yellow]warning:[/] {file}: skipped {len(blank)} blank line(s) (the first is line "
-                          f"{blank[0]}); query_index still counts every line", highlight=False)
-        line_of = [i for i, t in enumerate(lines) if t.strip()]  # query_index = 0-based line of the file
-        texts = [lines[i] for i in line_of]
-        if not texts:
-            raise EmsearchError(f"{file} has no queries")
+        texts, line_of = read_queries(file, strict=strict,
+                                      warn=lambda m: console.print(f"[yellow]warning:[/] {m}", highlight=False))
     else:
         texts, line_of = [text], [0]
     requests = [SearchRequest.checked(texts[i : i + BATCH], k, split_langs(target_lang), nprobe, lang=lang)
                 for i in range(0, len(texts), BATCH)]
-    with open_index(index, model) as idx:
+    with Index.open(index, model=model) as idx:
         results = []
         for request in requests:
             results += run(idx, request)

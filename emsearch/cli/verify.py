@@ -18,23 +18,18 @@ def verify_command(
 ) -> None:
     """Check every file of an index against its manifest: exit 0 when whole, 1 when damaged (and say how to
     repair it)."""
-    from emsearch.index.manifest import load_index, resolve_index
-    from emsearch.index.verify import repair_command, verify_index
+    from emsearch.index.verify import check_index
 
-    path = resolve_index(index)
-    manifest = load_index(path, complete=True)
-    verdict = verify_index(path, manifest)
+    report = check_index(index)
+    verdict = report.verdict
     if as_json:
-        typer.echo(json.dumps({"index": str(path), "whole": verdict.whole, "checked": verdict.checked,
-                               "problems": verdict.problems,
-                               "repair": None if verdict.whole else repair_command(path, manifest)},
-                              ensure_ascii=False))
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
     elif verdict.whole:
-        typer.echo(f"{path}: whole ({verdict.checked['files']:,} files, {verdict.checked['bytes']:,} bytes checked)")
+        typer.echo(f"{report.path}: whole ({verdict.checked['files']:,} files, {verdict.checked['bytes']:,} bytes "
+                   "checked)")
     else:
         for problem in verdict.problems:
             console.print(f"[bold red]damaged:[/] {escape(problem)}", highlight=False)
-        console.print(f"repair: {repair_command(path, manifest)}  (only what is damaged is redone)", markup=False,
-                      highlight=False)
+        console.print(f"repair: {report.repair}  (only what is damaged is redone)", markup=False, highlight=False)
     if not verdict.whole:
         raise typer.Exit(1)

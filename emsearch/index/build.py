@@ -41,8 +41,8 @@ from emsearch.index import manifest as mf
 from emsearch.index.build_faiss import build_faiss
 from emsearch.index.choice import choose_index
 from emsearch.index.encode_stage import encode_shards
-from emsearch.index.manifest import (CENTRINGS, BuildRecord, Counts, FileRecord, InputRecord, Manifest,
-                                     ManifestError, ModelRecord, Requested)
+from emsearch.index.manifest import (CENTRINGS, INDEX_HOME, BuildRecord, Counts, FileRecord, InputRecord,
+                                     Manifest, ManifestError, ModelRecord, Requested)
 from emsearch.index.store import Store
 from emsearch.index.verify import STORE_FILE, verify_index
 from emsearch.progress import stage
@@ -81,8 +81,8 @@ class BuildConfig:
 
 
 def default_out(input: str | Path, name: str | None = None) -> Path:
-    """indexes/<name>, the name defaulting to the input's file stem."""
-    return Path("indexes") / (name or Path(input).stem)
+    """INDEX_HOME/<name> (indexes/), the name defaulting to the input's file stem."""
+    return INDEX_HOME / (name or Path(input).stem)
 
 
 def build_index(cfg: BuildConfig, console: Console | None = None, *, encoder: Encoder | None = None) -> Manifest:

@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 
 from emsearch.index.choice import IndexParams
+from emsearch.index.exact import exact_knn_sharded
 from emsearch.index.shards import Shard, ShardedEmbeddings
 
 CALIBRATION_QUERIES = 256
@@ -75,19 +76,6 @@ def group_blocks(emb: ShardedEmbeddings, group: Sequence[Shard], block_rows: int
     return emb.iter_blocks(block_rows, shards=group)
 
 
-def exact_knn(emb: ShardedEmbeddings, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k inner products of xq over every stored row, streaming the shards."""
-    heap = faiss.ResultHeap(len(xq), k, keep_max=True)
-    for start, block in emb.iter_blocks():
-        block = np.asarray(block, dtype=np.float32)
-        D, I = faiss.knn(xq, block, min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
-        pad = k - D.shape[1]
-        heap.add_result(np.pad(D, ((0, 0), (0, pad)), constant_values=-np.inf),
-                        np.pad(I + start, ((0, 0), (0, pad)), constant_values=-1))
-    heap.finalize()
-    return heap.D, heap.I
-
-
 def recall_at_k(D: np.ndarray, D_true: np.ndarray, k: int) -> float:
     """Share of the true top-k found, judged by score so that exact ties (duplicate sentences) count as found.
 
@@ -110,7 +98,7 @@ def calibrate(search, emb: ShardedEmbeddings, nlist: int, rerank: int, *, k: int
     """
     rows = sample_rows(emb.ntotal, queries, seed)
     xq = emb.take(rows)
-    D_true, _ = _without_self(*exact_knn(emb, xq, k + 1), rows, k)
+    D_true, _ = _without_self(*exact_knn_sharded(emb, xq, k + 1), rows, k)
     curve: list[dict[str, float]] = []
     for candidates in (rerank, 2 * rerank, 4 * rerank, 8 * rerank):
         nprobe = 1

@@ -291,3 +291,9 @@ def resolve_index(name_or_path: str | Path | None, home: Path = INDEX_HOME) -> P
                             "or give --index PATH")
     raise ManifestError(f"{len(found)} indexes under {home}/ ({', '.join(p.name for p in found)}): "
                         "choose one with --index PATH")
+
+
+def index_facts(name_or_path: str | Path) -> dict[str, Any]:
+    """`facts` of the index at a path, or of that name under indexes/ (an unfinished build too): `emsearch info`."""
+    path = resolve_index(name_or_path)
+    return facts(path, load_index(path))

@@ -29,9 +29,10 @@ import numpy as np
 from emsearch.encoder import Encoder, ModelLoadError
 from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
+from emsearch.index.exact import exact_knn
 from emsearch.index.faiss_io import load_faiss
 from emsearch.index.ivf import rescore, search_faiss
-from emsearch.index.manifest import IndexRecord, Manifest, ManifestError, facts, load_index
+from emsearch.index.manifest import IndexRecord, Manifest, ManifestError, facts, load_index, resolve_index
 from emsearch.index.manifest import centring as centring_of
 from emsearch.index.shards import LanguageCentres, ShardedEmbeddings
 from emsearch.index.store import Record, Store
@@ -79,14 +80,16 @@ class Index:
         self._restrictions: OrderedDict[tuple[str, ...], _Restriction] = OrderedDict()
 
     @classmethod
-    def open(cls, path: str | Path, encoder: Encoder | None = None, *, model: str | Path | None = None) -> Index:
-        """Open the index in `path`, checking it is complete, that every file is the one the build recorded
-        (`verify_index`: this reads each file once), and that `encoder` is the model it was built with.
+    def open(cls, path: str | Path | None = None, encoder: Encoder | None = None, *,
+             model: str | Path | None = None) -> Index:
+        """Open the index in `path` (or the one of that name under indexes/, or with None the only one there),
+        checking it is complete, that every file is the one the build recorded (`verify_index`: this reads each
+        file once), and that `encoder` is the model it was built with.
 
         With no encoder, loads `model`, else the model path recorded at build time if it still exists, else the
         default model.
         """
-        path = Path(path)
+        path = resolve_index(path)
         try:
             manifest = load_index(path, complete=True)
         except ManifestError as e:
@@ -204,7 +207,8 @@ class Index:
         exact = self._params.kind == "flat"
         restriction = self._restriction(langs)
         if restriction is not None and restriction.vectors is not None:
-            return _finish(*_exact_knn(xq, restriction.vectors, restriction.rows, k))
+            D, J = exact_knn(xq, restriction.vectors, k)  # J: a position in restriction.rows
+            return _finish(D, np.where(J >= 0, restriction.rows[np.maximum(J, 0)], -1))
         selector = restriction.selector if restriction is not None else None
         kk = k if exact else max(k, rerank or self._info.rerank or self._params.rerank)
         params = self._search_params(selector, nprobe)
@@ -275,17 +279,6 @@ class _Restriction:
     vectors: np.ndarray | None = None
     bitmap: np.ndarray | None = None  # the selector reads it: it must live as long as the selector
     selector: Any = None
-
-
-def _exact_knn(xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of xq against xb, whose row j is global row rows[j]."""
-    kk = min(k, len(rows))
-    D, J = faiss.knn(xq, xb, kk, metric=faiss.METRIC_INNER_PRODUCT)
-    I = np.where(J >= 0, rows[np.maximum(J, 0)], -1)
-    if kk < k:
-        D = np.pad(D, ((0, 0), (0, k - kk)), constant_values=-np.inf)
-        I = np.pad(I, ((0, 0), (0, k - kk)), constant_values=-1)
-    return D, I
 
 
 def _finish(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

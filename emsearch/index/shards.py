@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from emsearch.errors import EmsearchError
-from emsearch.atomic import atomic_path, file_matches, file_sha256
+from emsearch.atomic import file_matches, file_sha256, save_npy
 
 EMBEDDINGS_DIR = "embeddings"
 
@@ -51,8 +51,7 @@ def shard_path(root: Path, index: int) -> Path:
 def save_fp16(path: Path, vectors: np.ndarray) -> None:
     """`vectors` as a float16 .npy at `path`, whole or absent (the folder is created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(vectors, dtype=np.float16), allow_pickle=False)
+    save_npy(path, np.ascontiguousarray(vectors, dtype=np.float16))
 
 
 def write_shard(root: Path, index: int, start: int, vectors: np.ndarray, truncated: int = 0) -> Shard:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from emsearch.atomic import file_sha256
 from emsearch.index.choice import format_bytes
-from emsearch.index.manifest import COPY, MANIFEST, Manifest, ManifestError, read
+from emsearch.index.manifest import COPY, MANIFEST, Manifest, ManifestError, load_index, read, resolve_index
 from emsearch.index.store import DATA_FILE
 
 STORE_FILE = f"store/{DATA_FILE}"
@@ -33,6 +33,27 @@ class Verdict:
     @property
     def whole(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The verdict on one index, with the build command that repairs it (None when whole): `emsearch verify`."""
+
+    path: Path
+    verdict: Verdict
+    repair: str | None
+
+    def to_json(self) -> dict:
+        return {"index": str(self.path), "whole": self.verdict.whole, "checked": self.verdict.checked,
+                "problems": self.verdict.problems, "repair": self.repair}
+
+
+def check_index(name_or_path: str | Path) -> VerifyReport:
+    """Verify the complete index at a path, or of that name under indexes/, every file included."""
+    path = resolve_index(name_or_path)
+    manifest = load_index(path, complete=True)
+    verdict = verify_index(path, manifest)
+    return VerifyReport(path, verdict, None if verdict.whole else repair_command(path, manifest))
 
 
 def recorded_files(manifest: Manifest) -> list[tuple[str, str | None]]:

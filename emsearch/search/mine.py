@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from emsearch.atomic import atomic_path, write_text_atomic
+from emsearch.atomic import atomic_path, save_npy, write_text_atomic
 from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 from emsearch.search import mining
@@ -126,11 +126,6 @@ def open_work_dir(work_dir: Path, key: dict) -> Path:
     if not marker.is_file():
         write_text_atomic(marker, json.dumps(key, indent=1) + "\n")
     return work_dir
-
-
-def save_npy(path: Path, x: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, x, allow_pickle=False)
 
 
 def knn_chunk(xq: np.ndarray, base, lang: str, base_rows: np.ndarray, cfg: MineConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -279,7 +274,6 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
     bundle's mining threshold for the pair (set for the ratio margin), else every mined pair is kept; `format`
     defaults to tsv for a .tsv output, else parquet.
     """
-    from emsearch.index.manifest import resolve_index
     from emsearch.index.reader import Index
 
     if index is not None and (src_index or tgt_index):
@@ -292,11 +286,11 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
     cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk,
                      threshold=threshold).checked()  # a bad option fails before the indexes open
     with ExitStack() as stack:
-        a = stack.enter_context(Index.open(resolve_index(index or src_index), model=model))
+        a = stack.enter_context(Index.open(index or src_index, model=model))
         if src_index is None or Path(src_index).resolve() == Path(tgt_index).resolve():
             b = a
         else:  # the same model, or an IndexOpenError
-            b = stack.enter_context(Index.open(resolve_index(tgt_index), a.encoder))
+            b = stack.enter_context(Index.open(tgt_index, a.encoder))
         cfg = replace(cfg, threshold=default_threshold(threshold, cfg, a, b))
         return mine_to_file(a, b, cfg, output, fmt, console=console)
 

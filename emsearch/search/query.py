@@ -10,11 +10,12 @@ Every problem with a request (an empty query, k out of range, an unknown languag
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from emsearch.corpus import utf8_problem
+from emsearch.corpus import text_lines, utf8_problem
 from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 
@@ -80,6 +81,27 @@ def _shown(value: Any) -> str:
         return f"a number of about {round(value.bit_length() * 0.30103)} digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_queries(path: str | Path, *, strict: bool = False,
+                 warn: Callable[[str], None] | None = None) -> tuple[list[str], list[int]]:
+    """The queries of a UTF-8 file, one a line, and the 0-based line of each (a hit's query_index counts every
+    line, so it points back into the file). A blank line is skipped, and `warn` told once; with `strict` it is
+    an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise QueryError(f"{path}: no such file")
+    lines = [line for _, line in text_lines(path)]
+    blank = [i for i, t in enumerate(lines, 1) if not t.strip()]
+    if blank and strict:
+        raise QueryError(f"{path}:{blank[0]}: empty query; remove the blank line(s) or drop --strict")
+    if blank and warn is not None:
+        warn(f"{path}: skipped {len(blank)} blank line(s) (the first is line {blank[0]}); query_index still "
+             "counts every line")
+    line_of = [i for i, t in enumerate(lines) if t.strip()]
+    if not line_of:
+        raise QueryError(f"{path} has no queries")
+    return [lines[i] for i in line_of], line_of
 
 
 def split_langs(text: str | None) -> list[str] | None:

@@ -47,6 +47,7 @@ def stages(writes: list[str]) -> list[int]:
     return [kinds.index(kind) for kind in dict.fromkeys(kinds)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", [errno.ENOSPC, errno.EIO, Killed], ids=["ENOSPC", "EIO", "killed"])
 def test_a_fault_at_every_write_then_a_rerun(clean, tiny_model, fault, tmp_path, capsys, monkeypatch):
     """A full disk and an I/O error at every write; a kill at the first write of each kind (each stage)."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emsearch.search.mining import exact_knn, margin_scores, mine, neighbour_means
+from emsearch.index.exact import exact_knn
+from emsearch.search.mining import margin_scores, mine, neighbour_means
 
 
 def knn_from_matrix(C: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import WORDS
+from conftest import WORDS, run_cli
 from emsearch.encoder import Encoder
 from emsearch.index.reader import Index
-from test_build import cli
 from toy_index import build_toy_index
 
 tokenizers = pytest.importorskip("tokenizers", reason="the interop extra is not installed: pip install -e '.[interop]'")
@@ -63,7 +62,7 @@ def test_build_index_with_a_static_model_folder(tmp_path, monkeypatch, capsys, f
         assert index.model_id == manifest["model"]["id"]
         hits = index.search(toy.deu[:20], k=1, langs=["en"])
     assert [h[0].text for h in hits] == toy.eng[:20]
-    assert cli(capsys, "verify", toy.path)[0] == 0
+    assert run_cli(["verify", toy.path], capsys, monkeypatch)[0] == 0
 
 
 def test_a_transformer_sentence_transformers_folder_is_refused(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from emsearch import BuildConfig, Encoder, Index, build_index
 
-CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus.parquet"
+CORPUS = Path(__file__).resolve().parents[2] / "examples" / "corpus.parquet"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_the_readme_http_example_is_what_the_server_answers(tmp_path):
 
     from emsearch.server import SearchService
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     http = readme[readme.index("## HTTP API"):]
     request = json.loads(re.search(r"curl -s localhost:8080/search -d '(.+)'", http).group(1))
     response = json.loads(re.search(r"```json\n(.+?)\n```", http, re.S).group(1))

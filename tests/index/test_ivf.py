@@ -1,5 +1,6 @@
 """The FAISS stages, checked against brute force on hand-made vectors: training (OPQ included), populating with
-global ids, exact search over shards, the tie-aware recall, and the nprobe/re-rank calibration."""
+global ids, exact search (over shards, and past the end of a small base), the tie-aware recall, and the
+nprobe/re-rank calibration."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import faiss
 import numpy as np
 import pytest
 
+from emsearch.index.exact import exact_knn, exact_knn_sharded
 from emsearch.index.faiss_io import populate
-from emsearch.index.ivf import (calibrate, exact_knn, group_blocks, group_shards, recall_at_k, rescore, sample_rows,
-                                train_index)
+from emsearch.index.ivf import calibrate, group_blocks, group_shards, recall_at_k, rescore, sample_rows, train_index
 from emsearch.index.choice import IndexParams
 from emsearch.index.shards import ShardedEmbeddings, write_shard
 
@@ -52,14 +53,25 @@ def test_groups_and_sampling(emb):
 
 def test_exact_knn_over_shards_matches_brute_force(emb):
     xq = clustered(20, 1)
-    D_, I = exact_knn(emb, xq, 7)
+    D_, I = exact_knn_sharded(emb, xq, 7)
     Dt, It = brute(emb, xq, 7)
     np.testing.assert_allclose(D_, Dt, atol=1e-5)
     np.testing.assert_array_equal(I, It)
 
 
+def test_exact_knn_pads_past_the_end_of_a_small_base():
+    xq = clustered(4, 2)
+    xb = clustered(3, 3)
+    D_, I = exact_knn(xq, xb, 5)
+    S = xq @ xb.T
+    np.testing.assert_array_equal(I[:, :3], np.argsort(-S, axis=1, kind="stable"))
+    np.testing.assert_allclose(D_[:, :3], -np.sort(-S, axis=1), atol=1e-6)
+    assert (I[:, 3:] == -1).all() and (D_[:, 3:] == -np.inf).all()
+
+
 # RR (a random rotation) stands for OPQ: the same IndexPreTransform wrapper, which must pass nprobe and the
 # ID selector through to the IVF index, without OPQ's minute of training.
+@pytest.mark.slow
 @pytest.mark.parametrize("factory", ["IVF32,PQ4", "RR32,IVF32,PQ4"])
 def test_trained_groups_return_global_rows(emb, factory):
     trained, on_gpu = train_index(params(factory, 32), emb)
@@ -93,6 +105,7 @@ def test_recall_counts_ties_as_found():
     assert recall_at_k(missing, np.array([[0.9, 0.5, -np.inf]], np.float32), 3) == 0.5
 
 
+@pytest.mark.slow
 def test_calibration_picks_the_cheapest_point_reaching_the_target(emb):
     trained, _ = train_index(params("IVF64,PQ4", 64), emb)
     index = populate(faiss.clone_index(trained), group_blocks(emb, emb.shards))

@@ -8,9 +8,8 @@ import pytest
 
 from conftest import run_cli
 from toy_index import build_toy_index
-from emsearch.index.manifest import resolve_index
 from emsearch.languages import UnknownLanguageError
-from emsearch.search.query import QueryError, SearchRequest
+from emsearch.search.query import QueryError, SearchRequest, read_queries
 
 HIT_KEYS = {"query_index", "query", "rank", "score", "id", "lang", "text", "meta"}
 
@@ -36,21 +35,6 @@ def test_request_checks():
         SearchRequest.checked(["a", "b", "c"], 1, max_texts=2)
     with pytest.raises(UnknownLanguageError):
         SearchRequest.checked(["a"], 1, ["klingon"])
-
-
-def test_resolve_index(tmp_path):
-    home = tmp_path / "indexes"
-    with pytest.raises(ValueError, match="no index under"):
-        resolve_index(None, home)
-    (home / "a").mkdir(parents=True)
-    (home / "a" / "manifest.json").write_text("{}")
-    (home / "not-an-index").mkdir()
-    assert resolve_index(None, home) == home / "a"
-    assert resolve_index(tmp_path / "x", home) == tmp_path / "x"
-    (home / "b").mkdir()
-    (home / "b" / "manifest.json").write_text("{}")
-    with pytest.raises(ValueError, match="2 indexes under .* choose one with --index"):
-        resolve_index(None, home)
 
 
 def test_query_json_finds_the_translation(toy, capsys, monkeypatch):
@@ -124,3 +108,28 @@ def test_python_api_returns_typed_hits(toy):
     with emsearch.Index.open(toy.path) as index:
         hits = index.search([toy.eng[0]], k=3, langs=["de"])[0]
     assert all(isinstance(h, emsearch.Hit) and h.lang == "deu" for h in hits) and hits[0].id == "de-0"
+
+
+def test_python_api_opens_an_index_by_name(toy, tmp_path, monkeypatch):
+    """`Index.open` takes what the commands take: a name under indexes/, or nothing for the only index there."""
+    import emsearch
+
+    (tmp_path / "indexes").mkdir()
+    (tmp_path / "indexes" / "toy").symlink_to(toy.path)
+    monkeypatch.chdir(tmp_path)
+    for name in ("toy", None):
+        with emsearch.Index.open(name) as index:
+            assert index.path.resolve() == toy.path.resolve() and index.ntotal == 2 * (150 + 60)
+
+
+def test_read_queries_keeps_each_query_line(tmp_path):
+    path = tmp_path / "q.txt"
+    path.write_bytes("\ufeffeins\n\n  \nzwei\r\n".encode())
+    warned = []
+    assert read_queries(path, warn=warned.append) == (["eins", "zwei"], [0, 3])
+    assert warned == [f"{path}: skipped 2 blank line(s) (the first is line 2); query_index still counts every line"]
+    with pytest.raises(QueryError, match=r"q.txt:2: empty query"):
+        read_queries(path, strict=True)
+    path.write_text("\n")
+    with pytest.raises(QueryError, match="has no queries"):
+        read_queries(path)

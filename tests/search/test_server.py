@@ -16,6 +16,7 @@ import pytest
 from conftest import serving
 from test_query import HIT_KEYS
 from toy_index import build_toy_index
+from emsearch.errors import EmsearchError
 from emsearch.server import Limits, SearchService, make_server
 
 
@@ -194,6 +195,7 @@ def test_search_page_in_chromium(server, toy, tmp_path):
     assert "5 results" in dom and '<option value="deu">' in dom
 
 
+@pytest.mark.slow
 def test_serve_command(toy, tmp_path, capsys, monkeypatch):
     """`emsearch serve` with no INDEX picks the only index under ./indexes, serves, and stops on Ctrl-C."""
     import os
@@ -211,7 +213,9 @@ def test_serve_command(toy, tmp_path, capsys, monkeypatch):
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "emsearch.cli", "serve", "--port", str(port), "--quiet"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            # a shell's background job ignores SIGINT, and a child inherits that: Ctrl-C is the test
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180  # a loaded CI machine takes a while to import torch
         while time.monotonic() < deadline and proc.poll() is None:
@@ -232,6 +236,18 @@ def test_serve_command(toy, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(["serve", "--port", str(port)], capsys, monkeypatch)
     assert code == 2 and "choose one with --index" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("limits", [{"max_k": 0}, {"max_k": 10_001}, {"max_texts": 0}, {"max_body": 1023}])
+def test_limits_check_themselves(limits, toy, capsys, monkeypatch):
+    """Out-of-range limits are refused by `Limits` itself, so the CLI and a Python caller get the same line."""
+    from conftest import run_cli
+
+    with pytest.raises(EmsearchError, match="limits: --max-k from 1 to 10000"):
+        Limits(**limits)
+    flag, value = next(iter(limits.items()))
+    code, _, err = run_cli(["serve", str(toy.path), f"--{flag.replace('_', '-')}", value], capsys, monkeypatch)
+    assert code == 2 and err.startswith("error: limits: --max-k from 1 to 10000") and len(err.splitlines()) == 1
 
 
 def test_serve_host_is_checked_and_an_exposed_service_warned(toy, capsys, monkeypatch):

@@ -9,19 +9,19 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import run_cli
 from emsearch.config import ModelConfig
 from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
 from emsearch.interop.export import ExportError, export_model, static_rows
 from emsearch.model import EMSEncoder
 from emsearch.tokenizer import Tokenizer
 
-from test_build import cli
 
 model2vec = pytest.importorskip("model2vec", reason="the interop extra is not installed: pip install -e '.[interop]'")
 sentence_transformers = pytest.importorskip("sentence_transformers", reason="the interop extra is not installed")
 yaml = pytest.importorskip("yaml", reason="the interop extra is not installed")  # comes with it
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLORES = ROOT.parent / "shared/data/dev/retrieval/flores_dev.parquet"
 LIBRARIES = ("model2vec", "sentence-transformers")
 
@@ -89,10 +89,11 @@ def test_card_has_hub_front_matter_above_the_bundle_card(exported, format):
     assert (DEFAULT_MODEL_DIR / "README.md").read_text(encoding="utf-8").strip() in body
 
 
-def test_cli_export_equals_emsearch_embed(tmp_path, capsys):
+@pytest.mark.slow
+def test_cli_export_equals_emsearch_embed(tmp_path, capsys, monkeypatch):
     (tmp_path / "in.txt").write_text("Guten Morgen\n", encoding="utf-8")
-    assert cli(capsys, "export", DEFAULT_MODEL_DIR, tmp_path / "m", "--format", "model2vec")[0] == 0
-    assert cli(capsys, "embed", tmp_path / "in.txt", "-o", tmp_path / "v.npy")[0] == 0
+    assert run_cli(["export", DEFAULT_MODEL_DIR, tmp_path / "m", "--format", "model2vec"], capsys, monkeypatch)[0] == 0
+    assert run_cli(["embed", tmp_path / "in.txt", "-o", tmp_path / "v.npy"], capsys, monkeypatch)[0] == 0
     theirs = model2vec.StaticModel.from_pretrained(tmp_path / "m").encode(["Guten Morgen"])
     np.testing.assert_allclose(theirs, np.load(tmp_path / "v.npy"), atol=1e-5)
 
@@ -104,6 +105,6 @@ def test_transformer_model_is_refused():
         static_rows(encoder)
 
 
-def test_unknown_format_is_one_line_error(tmp_path, capsys):
-    code, _, err = cli(capsys, "export", DEFAULT_MODEL_DIR, tmp_path / "x", "--format", "onnx")
+def test_unknown_format_is_one_line_error(tmp_path, capsys, monkeypatch):
+    code, _, err = run_cli(["export", DEFAULT_MODEL_DIR, tmp_path / "x", "--format", "onnx"], capsys, monkeypatch)
     assert code == 2 and err.startswith("error: unknown format 'onnx'") and not (tmp_path / "x").exists()

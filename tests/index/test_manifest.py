@@ -78,6 +78,11 @@ def test_resolve_index_by_path_name_or_the_only_one(tmp_path):
         resolve_index(None, home)
     (home / "news").mkdir(parents=True)
     (home / "news" / "manifest.json").write_text("{}")
+    (home / "not-an-index").mkdir()
     assert resolve_index(None, home) == home / "news"
     assert resolve_index("news", home) == home / "news"
     assert resolve_index(tmp_path / "x", home) == tmp_path / "x"
+    (home / "other").mkdir()
+    (home / "other" / "manifest.json").write_text("{}")
+    with pytest.raises(ManifestError, match="2 indexes under .* choose one with --index"):
+        resolve_index(None, home)

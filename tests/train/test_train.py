@@ -33,6 +33,7 @@ def test_tiny_training_learns_cross_lingual_retrieval(tiny_model):
     assert "threads of" in enc.info["trained_on"]  # the model card says what the minutes were spent on
 
 
+@pytest.mark.slow
 def test_contrastive_objective_alone_learns(tmp_path):
     data = write_pairs(tmp_path / "pairs.parquet", 3000)
     enc = Encoder.load(train(tiny_config(tmp_path, data, steps=100, xtr_weight=0.0, warmup=10,
@@ -92,6 +93,7 @@ def three_way_pairs(n: int, seed: int) -> tuple[list[str], list[str], list[str]]
     return eng, deu, fra
 
 
+@pytest.mark.slow
 def test_xtr_objective_alone_aligns_languages_through_their_pivot(tmp_path):
     # XTR asks every X→English sentence vector to predict the English bag of tokens through one shared head, so
     # two languages paired with English are pulled onto each other; nothing in XTR ties X to English itself when
@@ -173,7 +175,7 @@ def test_sigterm_checkpoints_like_ctrl_c(tmp_path, monkeypatch):
 def test_the_default_config_is_the_shipped_recipe():
     """`emsearch train --data X` with no recipe trains the default model's way: every setting of
     training/default.json except its files and teacher (the teacher's pieces in the tokenizer too) is a default."""
-    path = Path(__file__).parents[1] / "training" / "default.json"
+    path = Path(__file__).parents[2] / "training" / "default.json"
     recipe, shipped = json.loads(path.read_text()), load_json(TrainConfig, path)
     local = {"data", "out", "eval_file", "teacher_cache", "teacher_init", "teacher_prior", "threads", "tokenizer"}
     assert set(recipe) - local, "the recipe sets nothing to compare"

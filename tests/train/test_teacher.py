@@ -201,6 +201,7 @@ def test_a_new_tokenizer_reuses_the_piece_vectors_of_the_pieces_it_shares(tmp_pa
         cache_piece_vectors(DEFAULT_MODEL_DIR / "tokenizer.model", tmp_path / "cache", DictionaryTeacher())
 
 
+@pytest.mark.slow
 def test_teacher_start_places_translations_together_before_any_training(tmp_path, run_tokenizer_of):
     cfg, tokenizer = run_tokenizer_of
     cache_piece_vectors(tokenizer.path, tmp_path / "cache", DictionaryTeacher())

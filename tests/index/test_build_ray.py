@@ -20,6 +20,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_build_matches_local_build(local_ray, tiny_model, tmp_path):
     corpus = tmp_path / "c.parquet"
     write_corpus(corpus, 300)

@@ -232,6 +232,7 @@ def test_one_build_per_directory_at_a_time(tiny_model, tmp_path):
     assert not (out / ".build.lock").exists()
 
 
+@pytest.mark.slow
 def test_process_pool_workers_write_the_same_vectors(tiny_model, tmp_path):
     corpus = tmp_path / "c.parquet"
     write_corpus(corpus, 150)
