@@ -153,7 +153,7 @@ class TrainConfig:
     # move towards the teacher's vectors of them, a piece seen n times by teacher_prior / (n + teacher_prior) of
     # the way (emsearch/mono.py). Needs teacher_prior and `cache-teacher --mono`
     mono: tuple[str, ...] = ()
-    mono_epochs: int = 5
+    mono_epochs: int = 3
 
 
 def to_json(obj: Any) -> str:

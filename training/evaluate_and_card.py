@@ -55,18 +55,18 @@ def bible_lines(data: Path) -> list[str]:
             for r in rows]
 
 
-def ud_lines(data: Path) -> list[str]:
-    """The UD treebanks of `ud_text_en.parquet`, each with its licence and its contributors and reference, from the
-    table in the data README's section on that file."""
+def ud_lines(data: Path, file: str) -> list[str]:
+    """The UD treebanks of `file` (`ud_text_en.parquet`, `mono/ud_text.parquet`), each with its language, licence,
+    contributors and reference, from the table in the data README's section on that file."""
     readme = (data / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### `ud_text_en.parquet`"):]
+    section = readme[readme.index(f"### `{file}`"):]
     section = section[: section.index("\n#", 1)]
-    lines = []
-    for row in section.splitlines():
-        cells = [c.strip() for c in row.strip().strip("|").split("|")]
-        if len(cells) == 7 and cells[0].startswith("`UD_"):
-            lines.append(f"- {cells[0]} (`{cells[1]}`, {cells[2]}): {cells[6]}")
-    return lines
+    rows = [[c.strip() for c in row.strip().strip("|").split("|")] for row in section.splitlines()
+            if row.startswith("| ")]
+    header = rows[0]
+    lang, licence = header.index("lang"), header.index("licence")
+    return [f"- {cells[0]} (`{cells[lang]}`, {cells[licence]}): {cells[-1]}" for cells in rows[1:]
+            if cells[0].startswith("`UD_")]
 
 
 def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, threshold: float,
@@ -147,8 +147,12 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
         SOURCES, "Bible translations used (language, title, licence, copyright line, origin):", "",
         *bible_lines(data), "",
         "Universal Dependencies treebanks used (language, licence, contributors and reference):", "",
-        *ud_lines(data), "",
+        *ud_lines(data, "ud_text_en.parquet"), "",
     ]
+    if train_cfg.get("mono"):
+        lines += ["Universal Dependencies treebanks of the monolingual sentences of the mono stage (per row CC BY-SA "
+                  "4.0 or CC BY-SA 3.0; language, licence, contributors and reference):", "",
+                  *ud_lines(data, "mono/ud_text.parquet"), ""]
     return "\n".join(lines)
 
 
@@ -167,6 +171,9 @@ def vocabulary(cfg: dict) -> str:
     joined = (f", joined with up to {tok['teacher_pieces']:,} of the teacher's pieces (XLM-R's vocabulary) in the "
               f"scripts where it learnt fewer than {tok['teacher_pieces_below']} pieces of 2+ characters"
               if tok.get("teacher_pieces") else "")
+    if tok.get("teacher_words"):
+        joined += (f", then with up to {tok['teacher_words']:,} of the teacher's whole words that it cut into "
+                   f"{tok['teacher_words_cut']} or more pieces, in every script")
     return (f"SentencePiece {tok['model_type']}{', lowercased' if tok['lowercase'] else ''}, trained on "
             f"{tok['sample_sentences']:,} sentences of the pairs drawn at language alpha {tok['alpha']}, character "
             f"coverage {tok['character_coverage']}{joined}")
@@ -203,6 +210,12 @@ def teacher_line(cfg: dict, info: dict) -> str:
         uses.append("the exported table shrinks each row towards a linear map of the piece's teacher vector, "
                     f"fitted on the pieces seen at least {cfg['teacher_prior']} times: a piece seen n times in the "
                     f"pairs keeps n / (n + {cfg['teacher_prior']}) of its trained row")
+    if cfg.get("mono"):
+        uses.append(f"then the rows of the pieces of {info['mono_sentences']:,} monolingual sentences move towards "
+                    "its vectors of those sentences, mapped into the model's space by a ridge map fitted on English "
+                    f"sentences ({cfg['mono_epochs']} epochs of in-batch InfoNCE; a piece seen n times in the pairs "
+                    f"moves {cfg['teacher_prior']} / (n + {cfg['teacher_prior']}) of the way; `emsearch "
+                    "cache-teacher --mono`)")
     if cfg.get("distill_weight"):
         uses.append("both sides of a pair are pulled towards its vector of the English side through a linear "
                     f"head (cosine distance, weight {cfg['distill_weight']}), for the {info['teacher_pairs']:.0%} "
