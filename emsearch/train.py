@@ -172,7 +172,7 @@ def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
     if cfg.teacher_prior < 0 or (cfg.teacher_prior and not cfg.teacher_cache):
         raise ConfigError("teacher_prior must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher "
                           "--pieces`)")
-    if cfg.mono and not cfg.teacher_prior or cfg.mono_epochs < 0:
+    if (cfg.mono and not cfg.teacher_prior) or cfg.mono_epochs < 0:
         raise ConfigError("mono needs teacher_prior > 0 (its piece counts set how far each row moves), and "
                           "mono_epochs must be >= 0")
     if not 0 <= cfg.margin < 2:
