@@ -33,7 +33,8 @@ import torch
 from emsearch.config import PRESETS, TrainConfig
 from emsearch.data import PairDataset, read_pairs
 from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
-from emsearch.evaluate import bucc, retrieval_accuracy
+from emsearch.evaluate import retrieval_accuracy
+from emsearch.search.bucc import bucc
 from emsearch.model import EMSEncoder, EMSHeads
 from emsearch.teacher import TeacherVectors, load_piece_vectors
 from emsearch.tokenizer import Tokenizer

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from emsearch.encoder import WEIGHT_FORMATS, Encoder, language_pair
-from emsearch.evaluate import bucc, retrieval_accuracy, shared_threshold
+from emsearch.evaluate import retrieval_accuracy
+from emsearch.search.bucc import bucc, shared_threshold
 from emsearch.languages import UnknownLanguageError, normalize_lang
 
 SOURCES = """\
