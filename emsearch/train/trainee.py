@@ -45,6 +45,7 @@ class Trainee(nn.Module):
         loss = cfg.xtr_weight * xtr + cfg.contrastive_weight * con + cfg.distill_weight * distill
         return {"loss": loss, "xtr": xtr, "contrastive": con, "distill": distill}
 
+
 def make_optimizers(module: nn.Module, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
     """AdamW for dense parameters; SparseAdam for embedding tables with sparse gradients (only the rows a batch
     touches are updated, so a wide vocabulary table costs per step what its batch uses, not its size)."""
