@@ -27,7 +27,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from emsearch.encoder import Encoder
-from emsearch.evaluate import bucc_vectors, load_multiway, read_bucc, shared_threshold, top1_accuracy
+from emsearch.evaluate import load_multiway, top1_accuracy
+from emsearch.search.bucc import bucc_vectors, read_bucc, shared_threshold
 from emsearch.index.shards import centred
 from emsearch.languages import UnknownLanguageError, normalize_lang
 

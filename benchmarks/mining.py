@@ -79,7 +79,7 @@ def dev_pair(folder: Path, pair: str, model: str, work: Path, console: Console, 
     import emsearch.index.reader as index_module
     from emsearch.index.build import BuildConfig, build_index
     from emsearch.encoder import Encoder
-    from emsearch.evaluate import best_f1, point_at, read_bucc
+    from emsearch.search.bucc import best_f1, point_at, read_bucc
     from emsearch.index import Index
     from emsearch.languages import normalize_lang
     from emsearch.search.mine import MineConfig, mine_indexes

@@ -31,14 +31,16 @@ from pathlib import Path
 import torch
 
 from emsearch.config import PRESETS, TrainConfig
-from emsearch.data import PairDataset, read_pairs
+from emsearch.train.data import PairDataset, read_pairs
 from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
-from emsearch.evaluate import bucc, retrieval_accuracy
+from emsearch.evaluate import retrieval_accuracy
+from emsearch.search.bucc import bucc
 from emsearch.model import EMSEncoder, EMSHeads
-from emsearch.teacher import TeacherVectors, load_piece_vectors
+from emsearch.train.teacher_cache import TeacherVectors
+from emsearch.train.token_table import load_piece_vectors, teacher_start
 from emsearch.tokenizer import Tokenizer
-from emsearch.start import teacher_start
-from emsearch.train import Run, Trainee, make_optimizers, step
+from emsearch.train.loop import Run, step
+from emsearch.train.trainee import Trainee, make_optimizers
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BIG9 = ("deu", "ces", "spa", "rus", "fra", "tur", "epo", "hun", "fin")  # ≥ 20k training pairs each

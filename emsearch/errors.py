@@ -8,3 +8,7 @@ This module imports nothing from emsearch, so every module can subclass it.
 
 class EmsearchError(ValueError):
     """A user-facing error whose message says what to do."""
+
+
+class ModelLoadError(EmsearchError):
+    """A model directory that is missing, incomplete or corrupt."""

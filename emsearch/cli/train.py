@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from emsearch.errors import EmsearchError
 from emsearch.cli.app import app, console
-from emsearch.config import PRESETS, TrainConfig, load_json
+from emsearch.config import PRESETS
 
 
 @app.command("train")
@@ -35,35 +32,12 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
 ) -> None:
     """Train an EMS encoder (XTR + contrastive) on parallel pairs; writes a model bundle to OUT/model."""
-    from emsearch.train import train
+    from emsearch.train.loop import train
+    from emsearch.train.recipe import read_recipe
 
-    cfg = load_json(TrainConfig, recipe) if recipe else TrainConfig()
-    overrides = {"data": tuple(map(str, data)) if data else None, "out": str(out) if out else None,
-                 "preset": preset, "steps": steps, "batch_tokens": batch_tokens, "batch_pairs": batch_pairs,
-                 "init_from": str(init_from) if init_from else None, "lr": lr, "seed": seed,
-                 "eval_file": str(eval_file) if eval_file else None, "xtr_weight": xtr_weight,
-                 "contrastive_weight": contrastive_weight}
-    if batch_tokens is not None and batch_pairs is None:
-        overrides["batch_pairs"] = 0  # a token budget asked for is a token budget used
-    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    if preset is not None:
-        cfg = replace(cfg, model=None)
-    if not cfg.data and not resume:
-        raise EmsearchError("no training data: give --data FILE or a recipe with \"data\"")
-    if resume:
-        given = {k for k, v in overrides.items() if v is not None}
-        _check_resume(cfg, given | (set(json.loads(recipe.read_text(encoding="utf-8"))) if recipe else set()))
-    bundle = train(cfg, resume=resume, console=console)
+    cfg, given = read_recipe(recipe, data=data or None, out=out, preset=preset, steps=steps,
+                             batch_tokens=batch_tokens, batch_pairs=batch_pairs, init_from=init_from, lr=lr,
+                             seed=seed, eval_file=eval_file, xtr_weight=xtr_weight,
+                             contrastive_weight=contrastive_weight)
+    bundle = train(cfg, resume=resume, given=given, console=console)
     console.print(f"model written to {bundle}", markup=False)
-
-
-def _check_resume(cfg: TrainConfig, given: set[str]) -> None:
-    """--resume replays the run recorded in OUT; a flag or recipe field that disagrees would be silently ignored."""
-    path = Path(cfg.out) / "train_config.json"
-    if not path.is_file():
-        return  # train() says there is nothing to resume
-    recorded = load_json(TrainConfig, path)
-    differ = sorted(k for k in given - {"out", "model"} if getattr(recorded, k) != getattr(cfg, k))
-    if differ:
-        raise EmsearchError(f"{path} records a different {', '.join(differ)}: --resume continues that run as it was "
-                         "started; drop the change, or start a new run with another --out")

@@ -26,7 +26,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from emsearch.atomic import file_sha256, write_error
-from emsearch.config import ENCODE_BATCH_TOKENS
 from emsearch.corpus import Corpus, CorpusSpec
 from emsearch.errors import EmsearchError
 from emsearch.index import manifest as mf
+from emsearch.index.build_config import BuildConfig
 from emsearch.index.build_faiss import build_faiss
 from emsearch.index.choice import choose_index
 from emsearch.index.encode_stage import encode_shards
@@ -53,31 +53,6 @@ if TYPE_CHECKING:
 
 class BuildError(EmsearchError):
     """The output directory cannot take this build (another index, not an index, inconsistent state)."""
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """One build; what decides the embeddings is also the resume identity (input, model, columns, shard_size)."""
-
-    input: str
-    out: str
-    model: str | None = None  # model bundle directory; None = the default model
-    text_column: str = "text"
-    lang_column: str = "lang"
-    id_column: str | None = None
-    lang: str | None = None  # language of every row
-    shard_size: int = 50_000  # rows per embedding shard
-    window_rows: int = 4096  # rows per encoding task (length-sorted inside), saved as done: the unit of resumption
-    batch_tokens: int = ENCODE_BATCH_TOKENS
-    workers: int = 1  # encoding processes (or Ray actors); 0 = one per cluster CPU/GPU with Ray
-    ray: bool = False
-    ray_address: str | None = None
-    index_factory: str | None = None  # overrides the automatic choice
-    max_index_memory: int = 4 << 30
-    merge: bool = False  # merge IVF groups into one on-disk index
-    centre: str = "corpus"  # what vectors are centred on: the corpus mean (the model's mining thresholds assume
-    # it), each row's language's mean (better cross-lingual search), or "none"
-    overwrite: bool = False
 
 
 def default_out(input: str | Path, name: str | None = None) -> Path:

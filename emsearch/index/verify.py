@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emsearch.atomic import file_sha256
+from emsearch.index.build_config import BuildConfig
 from emsearch.index.choice import format_bytes
 from emsearch.index.manifest import COPY, MANIFEST, Manifest, ManifestError, load_index, read, resolve_index
 from emsearch.index.store import DATA_FILE
@@ -118,8 +119,6 @@ def _manifest_problems(out: Path, verdict: Verdict) -> list[str]:
 def repair_command(out: Path, manifest: Manifest) -> str:
     """The build command that repairs `out`: its input and every option that decided it (a rerun with other
     options would be refused, or rebuild more than the damage)."""
-    from emsearch.index.build import BuildConfig  # the build imports this module
-
     build, requested = manifest.build, manifest.index.requested if manifest.index else None
     args = ["emsearch", "build-index", manifest.input.path, "--out", str(out)]
     if manifest.model.path:

@@ -1,7 +1,7 @@
 """A model2vec or sentence-transformers static model folder as an emsearch `Encoder`, so that
 `build-index --model FOLDER` (and query, mine, serve, verify on its index) run with a model people already have.
 
-    encoder = load_static("potion-multilingual-128M")     # what Encoder.load does for such a folder
+    encoder = Encoder.load("potion-multilingual-128M")     # static_parts reads such a folder
 
 The folder's own tokenizer (`tokenizer.json`, read with the `tokenizers` package) and table are used as the
 library would use them: model2vec drops unknown tokens, clips each text to `max_length` × the median piece length
@@ -26,7 +26,7 @@ from safetensors.numpy import load_file
 
 from emsearch.atomic import file_sha256
 from emsearch.config import ModelConfig
-from emsearch.encoder import Encoder, ModelLoadError
+from emsearch.errors import ModelLoadError
 from emsearch.model import EMSEncoder
 
 DEFAULT_MAX_LENGTH = 512  # model2vec's default; also the cap for a tokenizer that does not truncate
@@ -99,8 +99,9 @@ def _layout(root: Path) -> tuple[str, Path, int | None]:
     return "sentence-transformers", root / (modules[0].get("path") or "."), None
 
 
-def load_static(root: str | Path, device: str | None = None) -> Encoder:
-    """The static model in `root` as an `Encoder` (mean pooling over its rows, unit-length output)."""
+def static_parts(root: str | Path) -> tuple[EMSEncoder, StaticTokenizer, dict]:
+    """The model, tokenizer and info of the static model in `root`, as `Encoder.load` takes them (mean pooling
+    over its rows, unit-length output)."""
     root = Path(root)
     format, folder, max_length = _layout(root)
     weights, tokenizer_file = folder / "model.safetensors", folder / "tokenizer.json"
@@ -126,4 +127,4 @@ def load_static(root: str | Path, device: str | None = None) -> Encoder:
         model.tok_emb.weight[1:] = torch.from_numpy(rows)
     digest = hashlib.sha256((file_sha256(weights) + file_sha256(tokenizer_file)).encode()).hexdigest()
     info = {"model_id": digest[:16], "format": format, "source": str(root.resolve())}
-    return Encoder(model, tokenizer, info, device)  # type: ignore[arg-type]  # answers like emsearch's Tokenizer
+    return model, tokenizer, info  # the tokenizer answers like emsearch's Tokenizer

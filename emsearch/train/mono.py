@@ -24,9 +24,9 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
-from emsearch.data import DataError, ParallelPairs, skip_reason
 from emsearch.encoder import Encoder
-from emsearch.teacher import TeacherError, TeacherVectors, draw_order
+from emsearch.train.data import DataError, ParallelPairs, draw_order, skip_reason
+from emsearch.train.teacher_cache import TeacherError, TeacherVectors
 
 MAP_SENTENCES = 4096  # English sentences of the pairs the teacher → student map is fitted on
 BATCH = 256  # sentences per step: each is told apart from the other 255 targets
