@@ -48,8 +48,8 @@ def render_card(info: dict, train_cfg: dict, log: list[dict], flores, buccs, thr
             "dog', and it leans on shared pieces such as names and numbers. "),
         bible_lines=_rows(bible_lines(data)), ud_lines=_rows(ud_lines(data, "ud_text_en.parquet")),
         mono_ud_lines="" if not train_cfg.get("mono") else (
-            "\n\nUniversal Dependencies treebanks of the monolingual sentences of the mono stage (language, licence, "
-            "contributors and reference):\n" + _rows(ud_lines(data, "mono/ud_text.parquet"))))
+            "\n\nUniversal Dependencies treebanks of the monolingual sentences of the mono stage (per row CC BY-SA 4.0 "
+            "or CC BY-SA 3.0; language, licence, contributors and reference):\n" + _rows(ud_lines(data, "mono/ud_text.parquet"))))
 
 
 def _rows(lines) -> str:
