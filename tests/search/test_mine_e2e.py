@@ -1,16 +1,15 @@
 """End to end: encode → index → mine recovers the true pairs; margins see the whole target side; output files,
-resumption, the default threshold and bad input."""
+resumption, the threshold chosen from the corpus and bad input."""
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import edit_manifest, synthetic_pairs
+from conftest import synthetic_pairs
 from conftest import run_cli
 from toy_index import build_toy_index
 from emsearch.encoder import Encoder
@@ -20,6 +19,7 @@ from emsearch.index.exact import exact_knn
 from emsearch.search.mining import mine
 
 DUP_ENG, DUP_DEU = (s[0] for s in synthetic_pairs(1, seed=99))
+KEEP_ALL = -1e9  # a threshold under every margin
 # one German sentence twice and its translation once: fwd mining pairs both copies with it
 EXTRA = (("de-dup-a", "deu", DUP_DEU), ("de-dup-b", "deu", DUP_DEU), ("en-dup", "eng", DUP_ENG))
 
@@ -69,7 +69,8 @@ def test_margin_neighbourhoods_span_every_shard(toy, index):
     x, y = index.embeddings(x_rows), index.embeddings(y_rows)
     for mode in ("max", "intersect"):
         expected = mine(*exact_knn(x, y, 4), *exact_knn(y, x, 4), mode=mode)
-        pairs, nx, ny = mine_indexes(index, index, MineConfig("deu", "eng", mode=mode, chunk=50))
+        pairs, nx, ny, _ = mine_indexes(index, index, MineConfig("deu", "eng", mode=mode, chunk=50,
+                                                                 threshold=KEEP_ALL))
         assert (nx, ny) == (len(x_rows), len(y_rows))
         assert np.array_equal(pairs.src, x_rows[expected.src]) and np.array_equal(pairs.tgt, y_rows[expected.tgt])
         assert np.allclose(pairs.score, expected.score, atol=1e-5)
@@ -87,8 +88,8 @@ def test_ivf_index_with_language_selector(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(index_module, "EXACT_SUBSET_ROWS", 0)
     with Index.open(tmp_path / "ivf") as ivf, Index.open(toy.path) as flat:
         assert ivf.manifest.index.params.kind == "ivf"
-        got, _, _ = mine_indexes(ivf, ivf, MineConfig("de", "en", nprobe=4))
-        want, _, _ = mine_indexes(flat, flat, MineConfig("de", "en"))
+        got, _, _, _ = mine_indexes(ivf, ivf, MineConfig("de", "en", nprobe=4))
+        want, _, _, _ = mine_indexes(flat, flat, MineConfig("de", "en"))
     assert np.array_equal(got.src, want.src) and np.array_equal(got.tgt, want.tgt)
 
 
@@ -108,7 +109,7 @@ def test_duplicate_text_pairs_are_written_once(toy, index, tmp_path):
 def test_interrupted_run_resumes_from_cached_chunks(index, tmp_path, monkeypatch):
     work = tmp_path / "work"
     cfg = MineConfig("de", "en", chunk=40)
-    first, _, _ = mine_indexes(index, index, cfg, work_dir=work)
+    first, _, _, _ = mine_indexes(index, index, cfg, work_dir=work)
     assert len(list(work.glob("fwd-*.I.npy"))) == 6 and (work / "job.json").is_file()
 
     def no_search(*args, **kwargs):
@@ -116,77 +117,37 @@ def test_interrupted_run_resumes_from_cached_chunks(index, tmp_path, monkeypatch
 
     with monkeypatch.context() as m:
         m.setattr(index, "search_vectors", no_search)
-        again, _, _ = mine_indexes(index, index, cfg, work_dir=work)
+        again, _, _, _ = mine_indexes(index, index, cfg, work_dir=work)
     assert np.array_equal(first.src, again.src) and np.array_equal(first.score, again.score)
     # another job (k differs) must not reuse the cache
     (work / "fwd-000000.I.npy").unlink()  # a chunk lost in a crash is simply redone
-    other, _, _ = mine_indexes(index, index, MineConfig("de", "en", chunk=40, k=3), work_dir=work)
-    assert json.loads((work / "job.json").read_text())["k"] == 3
-    assert np.load(work / "fwd-000000.I.npy").shape[1] == 3 and len(other) > 0
+    other, _, _, _ = mine_indexes(index, index, MineConfig("de", "en", chunk=40, k=3), work_dir=work)
+    assert json.loads((work / "job.json").read_text())["neighbours"] == 4  # k + 1: the extra one for the negatives
+    assert np.load(work / "fwd-000000.I.npy").shape[1] == 4 and len(other) > 0
 
 
-def test_cli_threshold_default_from_bundle_and_override(toy, tiny_model, tmp_path, capsys, monkeypatch):
-    bundle = tmp_path / "model"
-    shutil.copytree(tiny_model, bundle)
-    info = json.loads((bundle / "config.json").read_text())
-    info["mining_threshold"] = 1e9  # nothing can score this high: the default must be applied
-    (bundle / "config.json").write_text(json.dumps(info))
+def test_cli_threshold_from_the_corpus_reported_and_overridden(toy, tmp_path, capsys, monkeypatch):
+    """With no --threshold, the one chosen from the corpus's margins is applied and reported (console and
+    OUTPUT.json); --min-precision asks for a stricter one; --threshold is applied as given."""
     out = tmp_path / "pairs.tsv"
-    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "--model", str(bundle), "-o", str(out)]
-    code, _, err = run_cli(base, capsys, monkeypatch)
-    assert code == 0, err
-    assert out.read_text().splitlines()[1:] == [] and "0 pairs" in err
-    code, _, err = run_cli(base + ["--threshold", "1.003"], capsys, monkeypatch)
-    assert code == 0, err
-    scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
-    assert scores and min(scores) >= 1.003
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "-o", str(out)]
 
+    def run(*extra: str) -> tuple[dict, list[float], str]:
+        code, _, err = run_cli(base + list(extra), capsys, monkeypatch)
+        assert code == 0, err
+        scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
+        return json.loads((tmp_path / "pairs.tsv.json").read_text()), scores, err
 
-def test_a_pair_with_its_own_bundle_threshold_is_mined_at_it(toy, tiny_model, tmp_path, capsys, monkeypatch):
-    """The bundle's threshold for de-en (in either direction, any code form) wins over the shared one."""
-    from emsearch.encoder import Encoder
-
-    bundle = tmp_path / "model"
-    shutil.copytree(tiny_model, bundle)
-    info = json.loads((bundle / "config.json").read_text())
-    info.update(mining_threshold=1e9, mining_thresholds={"deu-eng": 1.003})
-    (bundle / "config.json").write_text(json.dumps(info))
-    encoder = Encoder.load(bundle)
-    assert encoder.mining_threshold("en", "deu_Latn") == encoder.mining_threshold("de", "eng") == 1.003
-    assert encoder.mining_threshold("fr", "en") == 1e9
-    out = tmp_path / "pairs.tsv"
-    code, _, err = run_cli(["mine", "--src", "en", "--tgt", "de", "--index", str(toy.path), "--model", str(bundle),
-                            "-o", str(out)], capsys, monkeypatch)
-    assert code == 0, err
-    scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
-    assert scores and min(scores) >= 1.003 and "threshold 1.003 from the model bundle" in err
-
-
-def _as_before_centring(manifest: dict) -> None:
-    manifest["index"]["centre"] = None
-    manifest["index"]["requested"].pop("centre")
-
-
-@pytest.mark.parametrize("centring, said", [("uncentred", "uncentred vectors"), ("language", "--centre language")])
-def test_the_bundle_threshold_needs_a_corpus_centred_index(centring, said, tiny_model, tmp_path, capsys, monkeypatch):
-    """The model's threshold was set on margins between vectors centred on their corpus mean: an uncentred index
-    (built before centring, or with --centre none) or one centred per language asks for an explicit one."""
-    if centring == "uncentred":
-        index = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10)
-        edit_manifest(index.path, _as_before_centring)
-    else:
-        index = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10, centre="language")
-    bundle = tmp_path / "model"
-    shutil.copytree(tiny_model, bundle)
-    info = json.loads((bundle / "config.json").read_text())
-    info["mining_threshold"] = 1.05
-    (bundle / "config.json").write_text(json.dumps(info))
-    out = tmp_path / "pairs.tsv"
-    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(index.path), "--model", str(bundle), "-o", str(out)]
-    code, _, err = run_cli(base, capsys, monkeypatch)
-    assert code == 2 and said in err and "--threshold" in err and not out.exists()
-    code, _, err = run_cli(base + ["--threshold", "1.05"], capsys, monkeypatch)
-    assert code == 0 and out.is_file(), err
+    auto, scores, err = run()
+    assert auto["how"].startswith("F1-best estimate") and auto["written"] == len(scores) > 50
+    assert min(scores) >= auto["threshold"] - 1e-6 and f"threshold {auto['threshold']:.4f} (F1-best estimate" in err
+    assert 0 < auto["estimated_precision"] <= 1 and 0 < auto["estimated_recall"] <= 1 and "estimated precision" in err
+    strict, strict_scores, _ = run("--min-precision", "0.999")
+    assert strict["threshold"] > auto["threshold"] and len(strict_scores) < len(scores)
+    assert strict["estimated_precision"] >= auto["estimated_precision"]
+    given, given_scores, err = run("--threshold", "1.003")
+    assert given["threshold"] == 1.003 and given["how"] == "given" and min(given_scores) >= 1.003
+    assert "threshold 1.0030 (given)" in err
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -198,6 +159,8 @@ def test_the_bundle_threshold_needs_a_corpus_centred_index(centring, said, tiny_
     (["--src", "de", "--tgt", "en", "--format", "csv"], "output format"),
     (["--src", "de", "--tgt", "en", "--threshold", "nan"], "the threshold must be a finite number, got nan"),
     (["--src", "de", "--tgt", "en", "--threshold", "inf"], "the threshold must be a finite number, got inf"),
+    (["--src", "de", "--tgt", "en", "--min-precision", "1.5"], "--min-precision must be between 0 and 1"),
+    (["--src", "de", "--tgt", "en", "--threshold", "1", "--min-precision", "0.9"], "not both"),
 ])
 def test_cli_bad_input(toy, extra, message, tmp_path, capsys, monkeypatch):
     out = tmp_path / "pairs.parquet"
