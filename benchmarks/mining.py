@@ -108,7 +108,7 @@ def dev_pair(folder: Path, pair: str, model: str, work: Path, console: Console, 
         limit, index_module.EXACT_SUBSET_ROWS = index_module.EXACT_SUBSET_ROWS, 0
         try:
             t0 = time.perf_counter()
-            ann, _, _, _ = mine_indexes(index, index, MineConfig(src_lang, tgt_lang, threshold=-1e9))  # all
+            ann, _, _, _ = mine_indexes(index, index, MineConfig(src_lang, tgt_lang))
             mine_s = time.perf_counter() - t0
         finally:
             index_module.EXACT_SUBSET_ROWS = limit

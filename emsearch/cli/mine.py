@@ -22,10 +22,12 @@ def mine_command(
     tgt_index: Optional[Path] = typer.Option(None, help="Index of the target side (with --src-index)."),
     format: Optional[str] = typer.Option(None, "--format", help="parquet or tsv; default: tsv for a .tsv output, "
                                                                 "else parquet."),
-    threshold: Optional[float] = typer.Option(None, help="Keep pairs scoring at least this; default: chosen from "
-                                                         "the corpus's margins (the F1-best estimate)."),
-    min_precision: Optional[float] = typer.Option(None, help="Instead of the F1-best estimate, the lowest threshold "
-                                                             "whose estimated precision reaches this (e.g. 0.95)."),
+    threshold: Optional[str] = typer.Option(None, help="Keep pairs scoring at least this, or 'auto': the F1-best "
+                                                       "estimate from the corpus's margins; default: the model's "
+                                                       "mining threshold for the pair (ratio margin), else keep all."),
+    min_precision: Optional[float] = typer.Option(None, help="The lowest threshold whose precision estimated from "
+                                                             "the corpus's margins reaches this (e.g. 0.95); "
+                                                             "implies --threshold auto."),
     k: int = typer.Option(MineConfig.k, help="Neighbours per sentence for the margin."),
     margin: str = typer.Option(MineConfig.margin, help="Margin: ratio, distance or absolute."),
     mode: str = typer.Option(MineConfig.mode, help="Retrieval mode: max, fwd, bwd or intersect."),

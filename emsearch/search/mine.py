@@ -13,8 +13,9 @@
    carry no PQ approximation error: only which sentences make the top k is approximate.
    Each search returns k + 1 neighbours: the margins use the first k, the extra one gives each sentence's margin
    with its best candidate left out, the negatives `emsearch.search.threshold` fits the threshold against.
-3. `emsearch.search.mining.mine` (margin, retrieval mode) on the two (D, I); the threshold given, or chosen from
-   the margins of the mined pairs (`choose_threshold`), keeps the pairs scoring at least it.
+3. `emsearch.search.mining.mine` (margin, retrieval mode) on the two (D, I); the threshold (given, the model
+   bundle's, or with `--threshold auto` chosen from the margins of the mined pairs: `choose_threshold`) keeps the
+   pairs scoring at least it; the corpus fit's estimated precision and recall at it are reported either way.
 4. Corpus ids and texts from the sentence stores; a sentence pair that occurs twice (the same two texts, e.g. a
    line repeated in the corpus) is written once, with its best score; written under a temporary name, renamed.
 
@@ -44,7 +45,7 @@ from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 from emsearch.search import mining
 from emsearch.search.mining import MARGINS, MODES, MinedPairs, check_choice
-from emsearch.search.threshold import ThresholdChoice, choose_threshold, null_margins
+from emsearch.search.threshold import AUTO, ThresholdChoice, choose_threshold, null_margins
 from emsearch.progress import bar
 
 OUTPUT_FORMATS = ("parquet", "tsv")
@@ -58,8 +59,8 @@ class MineConfig:
     k: int = 4
     margin: str = "ratio"
     mode: str = "max"
-    threshold: float | None = None  # None: chosen from the corpus's margins (see emsearch.search.threshold)
-    min_precision: float | None = None  # with no threshold: the lowest one whose estimated precision reaches this
+    threshold: float | str | None = None  # None: the model bundle's (through `mine`), else keep all; AUTO: the fit's
+    min_precision: float | None = None  # the lowest threshold the fit estimates this precise (implies AUTO)
     nprobe: int | None = None  # IVF lists visited per query; None: the index's calibrated default
     chunk: int = 8192  # query rows per search call
     ray: bool = False  # kNN chunks searched by Ray actors (emsearch.search.mine_ray)
@@ -76,15 +77,24 @@ class MineConfig:
             raise EmsearchError(f"chunk must be positive, got {self.chunk}")
         if self.nprobe is not None and self.nprobe < 1:
             raise EmsearchError(f"nprobe must be positive, got {self.nprobe}")
-        if self.threshold is not None and not math.isfinite(self.threshold):
-            raise EmsearchError(f"the threshold must be a finite number, got {self.threshold}")
+        threshold = self.threshold
+        if isinstance(threshold, str) and threshold != AUTO:
+            try:
+                threshold = float(threshold)
+            except ValueError:
+                raise EmsearchError(f"the threshold must be a number or {AUTO}, got {threshold!r}") from None
+        if threshold not in (None, AUTO) and not math.isfinite(threshold):
+            raise EmsearchError(f"the threshold must be a finite number, got {threshold}")
         if self.min_precision is not None and not 0 < self.min_precision < 1:
             raise EmsearchError(f"--min-precision must be between 0 and 1 (e.g. 0.95), got {self.min_precision}")
-        if self.threshold is not None and self.min_precision is not None:
+        if threshold not in (None, AUTO) and self.min_precision is not None:
             raise EmsearchError("give --threshold or --min-precision, not both")
+        if self.min_precision is not None:
+            threshold = AUTO
         if self.workers < 0:
             raise EmsearchError(f"workers must be 0 (one per CPU) or more, got {self.workers}")
-        return MineConfig(**{**asdict(self), "src": normalize_lang(self.src), "tgt": normalize_lang(self.tgt)})
+        return MineConfig(**{**asdict(self), "threshold": threshold, "src": normalize_lang(self.src),
+                             "tgt": normalize_lang(self.tgt)})
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,25 @@ class MineResult:
         return {"output": str(self.output), "written": self.written, "duplicates": self.duplicates,
                 "src_sentences": self.src_sentences, "tgt_sentences": self.tgt_sentences,
                 "seconds": round(self.seconds, 2), **self.choice.as_json()}
+
+
+def bundle_threshold(cfg: MineConfig, *indexes) -> float | None:
+    """With no threshold asked for, the model bundle's mining threshold for the pair (its own, else the shared
+    one), which is calibrated for the ratio margin between vectors centred on their corpus mean."""
+    bundle = indexes[0].encoder.mining_threshold(cfg.src, cfg.tgt)
+    if cfg.threshold is not None or cfg.margin != "ratio" or bundle is None:
+        return None
+    for index in indexes:
+        if index.centring != "corpus":
+            raise EmsearchError(f"{index.path} compares {_COMPARED[index.centring]}, but the model's mining threshold "
+                                "is set on vectors centred on their corpus mean: give --threshold X or --threshold "
+                                "auto, or rebuild the index with emsearch build-index --centre corpus (its "
+                                "embeddings are reused)")
+    return bundle
+
+
+_COMPARED = {"none": "uncentred vectors (built without centring)",
+             "language": "vectors centred on their language's own mean (--centre language)"}
 
 
 def job_key(src_index, tgt_index, cfg: MineConfig) -> dict:
@@ -198,12 +227,12 @@ def language_rows(index, lang: str, side: str) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, work_dir: Path | None = None,
+def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, bundle: float | None = None, work_dir: Path | None = None,
                  console: Console | None = None) -> tuple[MinedPairs, int, int, ThresholdChoice]:
     """Mine `cfg.src` sentences of src_index against `cfg.tgt` sentences of tgt_index (they may be one index).
 
-    Returns the pairs (global rows: src rows of src_index, tgt rows of tgt_index) at the threshold chosen, both
-    side sizes and that choice.
+    With no `cfg.threshold`, `bundle` (`bundle_threshold`) applies, else every pair is kept. Returns the pairs
+    (global rows: src rows of src_index, tgt rows of tgt_index) at the threshold, both side sizes and the choice.
     """
     cfg = cfg.checked()
     if src_index is tgt_index and cfg.src == cfg.tgt:
@@ -230,8 +259,14 @@ def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, work_dir: Path | None
             searcher.close()
     k = cfg.k
     pairs = mining.mine(D_xy[:, :k], I_xy[:, :k], D_yx[:, :k], I_yx[:, :k], margin=cfg.margin, mode=cfg.mode)
-    choice = choose_threshold(pairs.score, null_margins(D_xy, I_xy, D_yx, I_yx, cfg.margin),
-                              threshold=cfg.threshold, min_precision=cfg.min_precision)
+    if cfg.threshold is not None:
+        threshold, how = cfg.threshold, "as given"
+    elif bundle is not None:
+        threshold, how = bundle, "from the model bundle"
+    else:
+        threshold, how = None, "none given or in the model bundle: every mined pair kept"
+    choice = choose_threshold(pairs.score, null_margins(D_xy, I_xy, D_yx, I_yx, cfg.margin), threshold=threshold,
+                              min_precision=cfg.min_precision, how=how)
     if choice.threshold is not None:  # pairs are best first: those at or above the threshold are a prefix
         pairs = pairs.prefix(int((pairs.score >= choice.threshold).sum()))
     return MinedPairs(x_rows[pairs.src], y_rows[pairs.tgt], pairs.score), len(x_rows), len(y_rows), choice
@@ -287,7 +322,7 @@ def write_pairs(pairs: MinedPairs, src_index, tgt_index, output: Path, fmt: str,
 
 
 def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt: str = "parquet", *,
-                 console: Console | None = None) -> MineResult:
+                 bundle: float | None = None, console: Console | None = None) -> MineResult:
     """`mine_indexes`, then `write_pairs`; chunk results are cached in OUTPUT.partial/ until the output is written."""
     t0 = time.perf_counter()
     output = Path(output)
@@ -298,7 +333,8 @@ def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt:
         raise EmsearchError(f"{output} is a directory: give a file name for the pairs")
     cfg = cfg.checked()
     work_dir = output.with_name(output.name + ".partial")
-    pairs, nx, ny, choice = mine_indexes(src_index, tgt_index, cfg, work_dir=work_dir, console=console)
+    pairs, nx, ny, choice = mine_indexes(src_index, tgt_index, cfg, bundle=bundle, work_dir=work_dir,
+                                         console=console)
     metadata = {"config": asdict(cfg), "model_id": src_index.model_id, "threshold": choice.as_json(),
                 "src_index": str(src_index.path), "tgt_index": str(tgt_index.path)}
     written, duplicates = write_pairs(pairs, src_index, tgt_index, output, fmt, metadata=metadata, console=console)
@@ -315,15 +351,16 @@ def summary_path(output: Path) -> Path:
 
 def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = None,
          src_index: str | Path | None = None, tgt_index: str | Path | None = None, format: str | None = None,
-         threshold: float | None = None, min_precision: float | None = None, k: int = 4, margin: str = "ratio",
+         threshold: float | str | None = None, min_precision: float | None = None, k: int = 4, margin: str = "ratio",
          mode: str = "max", nprobe: int | None = None, chunk: int = 8192, model: str | Path | None = None,
          ray: bool = False, ray_address: str | None = None, workers: int = 0,
          console: Console | None = None) -> MineResult:
     """Mine the translation pairs between two languages of built indexes into one file: `emsearch mine`.
 
     The two sides live in one `index` (a path, a name under indexes/, or None for the only index there), or in
-    `src_index` and `tgt_index`, which must hold vectors of the same model. With no `threshold`, it is chosen from
-    the corpus's margins (`emsearch.search.threshold`): F1-best, or the lowest reaching `min_precision`. `ray`
+    `src_index` and `tgt_index`, which must hold vectors of the same model. `threshold` defaults to the model
+    bundle's mining threshold for the pair (set for the ratio margin), else every mined pair is kept; "auto" chooses
+    it from the corpus's margins (`emsearch.search.threshold`): F1-best, or the lowest reaching `min_precision`. `ray`
     searches the kNN chunks on Ray actors, each opening the indexes from their paths (shared by the nodes).
     `format` defaults to tsv for a .tsv output, else parquet.
     """
@@ -336,14 +373,15 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
     output = Path(output)
     fmt = format or ("tsv" if output.suffix.lower() == ".tsv" else "parquet")
     check_choice(fmt, OUTPUT_FORMATS, "output format")
+    # a bad option fails before the indexes open
     cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk, threshold=threshold,
                      min_precision=min_precision, ray=ray or ray_address is not None, ray_address=ray_address,
-                     workers=workers, model=None if model is None else str(model)).checked()  # a bad option fails before the indexes open
+                     workers=workers, model=None if model is None else str(model)).checked()
     with ExitStack() as stack:
         a = stack.enter_context(Index.open(index or src_index, model=model))
         if src_index is None or Path(src_index).resolve() == Path(tgt_index).resolve():
             b = a
         else:  # the same model, or an IndexOpenError
             b = stack.enter_context(Index.open(tgt_index, a.encoder))
-        return mine_to_file(a, b, cfg, output, fmt, console=console)
+        return mine_to_file(a, b, cfg, output, fmt, bundle=bundle_threshold(cfg, a, b), console=console)
 

@@ -1,15 +1,16 @@
 """End to end: encode → index → mine recovers the true pairs; margins see the whole target side; output files,
-resumption, the threshold chosen from the corpus and bad input."""
+resumption, the threshold (the model bundle's by default, given, or from the corpus) and bad input."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import synthetic_pairs
+from conftest import edit_manifest, synthetic_pairs
 from conftest import run_cli
 from toy_index import build_toy_index
 from emsearch.encoder import Encoder
@@ -19,7 +20,6 @@ from emsearch.index.exact import exact_knn
 from emsearch.search.mining import mine
 
 DUP_ENG, DUP_DEU = (s[0] for s in synthetic_pairs(1, seed=99))
-KEEP_ALL = -1e9  # a threshold under every margin
 # one German sentence twice and its translation once: fwd mining pairs both copies with it
 EXTRA = (("de-dup-a", "deu", DUP_DEU), ("de-dup-b", "deu", DUP_DEU), ("en-dup", "eng", DUP_ENG))
 
@@ -69,8 +69,7 @@ def test_margin_neighbourhoods_span_every_shard(toy, index):
     x, y = index.embeddings(x_rows), index.embeddings(y_rows)
     for mode in ("max", "intersect"):
         expected = mine(*exact_knn(x, y, 4), *exact_knn(y, x, 4), mode=mode)
-        pairs, nx, ny, _ = mine_indexes(index, index, MineConfig("deu", "eng", mode=mode, chunk=50,
-                                                                 threshold=KEEP_ALL))
+        pairs, nx, ny, _ = mine_indexes(index, index, MineConfig("deu", "eng", mode=mode, chunk=50))
         assert (nx, ny) == (len(x_rows), len(y_rows))
         assert np.array_equal(pairs.src, x_rows[expected.src]) and np.array_equal(pairs.tgt, y_rows[expected.tgt])
         assert np.allclose(pairs.score, expected.score, atol=1e-5)
@@ -126,11 +125,87 @@ def test_interrupted_run_resumes_from_cached_chunks(index, tmp_path, monkeypatch
     assert np.load(work / "fwd-000000.I.npy").shape[1] == 4 and len(other) > 0
 
 
-def test_cli_threshold_from_the_corpus_reported_and_overridden(toy, tmp_path, capsys, monkeypatch):
-    """With no --threshold, the one chosen from the corpus's margins is applied and reported (console and
-    OUTPUT.json); --min-precision asks for a stricter one; --threshold is applied as given."""
+def test_cli_threshold_default_from_bundle_and_override(toy, tiny_model, tmp_path, capsys, monkeypatch):
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_model, bundle)
+    info = json.loads((bundle / "config.json").read_text())
+    info["mining_threshold"] = 1e9  # nothing can score this high: the default must be applied
+    (bundle / "config.json").write_text(json.dumps(info))
     out = tmp_path / "pairs.tsv"
-    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "-o", str(out)]
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "--model", str(bundle), "-o", str(out)]
+    code, _, err = run_cli(base, capsys, monkeypatch)
+    assert code == 0, err
+    assert out.read_text().splitlines()[1:] == [] and "0 pairs" in err
+    code, _, err = run_cli(base + ["--threshold", "1.003"], capsys, monkeypatch)
+    assert code == 0, err
+    scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
+    assert scores and min(scores) >= 1.003
+
+
+def test_a_pair_with_its_own_bundle_threshold_is_mined_at_it(toy, tiny_model, tmp_path, capsys, monkeypatch):
+    """The bundle's threshold for de-en (in either direction, any code form) wins over the shared one."""
+    from emsearch.encoder import Encoder
+
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_model, bundle)
+    info = json.loads((bundle / "config.json").read_text())
+    info.update(mining_threshold=1e9, mining_thresholds={"deu-eng": 1.003})
+    (bundle / "config.json").write_text(json.dumps(info))
+    encoder = Encoder.load(bundle)
+    assert encoder.mining_threshold("en", "deu_Latn") == encoder.mining_threshold("de", "eng") == 1.003
+    assert encoder.mining_threshold("fr", "en") == 1e9
+    out = tmp_path / "pairs.tsv"
+    code, _, err = run_cli(["mine", "--src", "en", "--tgt", "de", "--index", str(toy.path), "--model", str(bundle),
+                            "-o", str(out)], capsys, monkeypatch)
+    assert code == 0, err
+    scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
+    assert scores and min(scores) >= 1.003 and "threshold 1.003 from the model bundle" in err
+
+
+def _as_before_centring(manifest: dict) -> None:
+    manifest["index"]["centre"] = None
+    manifest["index"]["requested"].pop("centre")
+
+
+@pytest.mark.parametrize("centring, said", [("uncentred", "uncentred vectors"), ("language", "--centre language")])
+def test_the_bundle_threshold_needs_a_corpus_centred_index(centring, said, tiny_model, tmp_path, capsys, monkeypatch):
+    """The model's threshold was set on margins between vectors centred on their corpus mean: an uncentred index
+    (built before centring, or with --centre none) or one centred per language asks for an explicit one."""
+    if centring == "uncentred":
+        index = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10)
+        edit_manifest(index.path, _as_before_centring)
+    else:
+        index = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10, centre="language")
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_model, bundle)
+    info = json.loads((bundle / "config.json").read_text())
+    info["mining_threshold"] = 1.05
+    (bundle / "config.json").write_text(json.dumps(info))
+    out = tmp_path / "pairs.tsv"
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(index.path), "--model", str(bundle), "-o", str(out)]
+    code, _, err = run_cli(base, capsys, monkeypatch)
+    assert code == 2 and said in err and "--threshold" in err and not out.exists()
+    code, _, err = run_cli(base + ["--threshold", "1.05"], capsys, monkeypatch)
+    assert code == 0 and out.is_file(), err
+
+
+def bundle_with(tiny_model, tmp_path, **info) -> str:
+    """A copy of the tiny model with `info` in its config (e.g. a mining threshold)."""
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_model, bundle)
+    config = json.loads((bundle / "config.json").read_text())
+    config.update(info)
+    (bundle / "config.json").write_text(json.dumps(config))
+    return str(bundle)
+
+
+def test_cli_threshold_reported_whatever_its_source(toy, tiny_model, tmp_path, capsys, monkeypatch):
+    """The default is the model bundle's threshold; --threshold auto (or --min-precision) chooses one from the
+    corpus's margins; each run reports the threshold, why and the fit's estimated precision/recall (console and
+    OUTPUT.json)."""
+    out = tmp_path / "pairs.tsv"
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "-o", str(out),
+            "--model", bundle_with(tiny_model, tmp_path, mining_threshold=1.003)]
 
     def run(*extra: str) -> tuple[dict, list[float], str]:
         code, _, err = run_cli(base + list(extra), capsys, monkeypatch)
@@ -138,16 +213,33 @@ def test_cli_threshold_from_the_corpus_reported_and_overridden(toy, tmp_path, ca
         scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
         return json.loads((tmp_path / "pairs.tsv.json").read_text()), scores, err
 
-    auto, scores, err = run()
-    assert auto["how"].startswith("F1-best estimate") and auto["written"] == len(scores) > 50
-    assert min(scores) >= auto["threshold"] - 1e-6 and f"threshold {auto['threshold']:.4f} (F1-best estimate" in err
-    assert 0 < auto["estimated_precision"] <= 1 and 0 < auto["estimated_recall"] <= 1 and "estimated precision" in err
+    default, scores, err = run()
+    assert default["threshold"] == 1.003 and default["how"] == "from the model bundle" and min(scores) >= 1.003
+    assert 0 < default["estimated_precision"] <= 1 and 0 < default["estimated_recall"] <= 1
+    assert "threshold 1.003 from the model bundle, estimated precision" in err
+    auto, scores, err = run("--threshold", "auto")
+    assert auto["how"] == "from the corpus: F1-best estimate" and auto["threshold"] != 1.003
+    assert auto["written"] == len(scores) > 50 and min(scores) >= auto["threshold"] - 1e-6
+    assert f"threshold {auto['threshold']:g} from the corpus: F1-best estimate, estimated precision" in err
     strict, strict_scores, _ = run("--min-precision", "0.999")
-    assert strict["threshold"] > auto["threshold"] and len(strict_scores) < len(scores)
-    assert strict["estimated_precision"] >= auto["estimated_precision"]
-    given, given_scores, err = run("--threshold", "1.003")
-    assert given["threshold"] == 1.003 and given["how"] == "given" and min(given_scores) >= 1.003
-    assert "threshold 1.0030 (given)" in err
+    assert strict["how"] == "from the corpus: min-precision 0.999" and strict["threshold"] > auto["threshold"]
+    assert len(strict_scores) < len(scores) and strict["estimated_precision"] >= auto["estimated_precision"]
+    given, given_scores, err = run("--threshold", "1.01")
+    assert given["threshold"] == 1.01 and given["how"] == "as given" and min(given_scores) >= 1.01
+    assert "threshold 1.01 as given" in err
+
+
+def test_threshold_auto_needs_no_corpus_centring(tiny_model, tmp_path, capsys, monkeypatch):
+    """The bundle's threshold is refused on a language-centred index; the corpus fit is made on its own margins."""
+    index = build_toy_index(tmp_path, tiny_model, n=80, n_noise=20, centre="language")
+    out = tmp_path / "pairs.tsv"
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(index.path), "-o", str(out),
+            "--model", bundle_with(tiny_model, tmp_path, mining_threshold=1.05)]
+    code, _, err = run_cli(base, capsys, monkeypatch)
+    assert code == 2 and "--threshold auto" in err and not out.exists()
+    code, _, err = run_cli(base + ["--threshold", "auto"], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads((tmp_path / "pairs.tsv.json").read_text())["how"].startswith("from the corpus")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -159,6 +251,7 @@ def test_cli_threshold_from_the_corpus_reported_and_overridden(toy, tmp_path, ca
     (["--src", "de", "--tgt", "en", "--format", "csv"], "output format"),
     (["--src", "de", "--tgt", "en", "--threshold", "nan"], "the threshold must be a finite number, got nan"),
     (["--src", "de", "--tgt", "en", "--threshold", "inf"], "the threshold must be a finite number, got inf"),
+    (["--src", "de", "--tgt", "en", "--threshold", "high"], "the threshold must be a number or auto, got 'high'"),
     (["--src", "de", "--tgt", "en", "--min-precision", "1.5"], "--min-precision must be between 0 and 1"),
     (["--src", "de", "--tgt", "en", "--threshold", "1", "--min-precision", "0.9"], "not both"),
 ])

@@ -52,7 +52,7 @@ def test_min_precision_is_met_and_the_threshold_given_is_kept():
     assert strict.threshold > default.threshold and strict.precision >= 0.99
     assert f1_at(scores, truth, strict.threshold)[0] > 0.97
     given = choose_threshold(scores, null, threshold=1.1)
-    assert given.threshold == 1.1 and given.how == "given" and 0 < given.precision < default.precision
+    assert given.threshold == 1.1 and given.how == "as given" and 0 < given.precision < default.precision
     with pytest.raises(EmsearchError, match="not both"):
         choose_threshold(scores, null, threshold=1.1, min_precision=0.9)
 
