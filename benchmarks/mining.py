@@ -55,7 +55,7 @@ def throughput(n: int, dim: int, model: str, work: Path, console: Console, facto
     del src, tgt
     with Index.open(out, model=model) as index:
         t0 = time.perf_counter()
-        pairs, nx, ny = mine_indexes(index, index, MineConfig("deu", "eng"), console=console)
+        pairs, nx, ny, _ = mine_indexes(index, index, MineConfig("deu", "eng"), console=console)
         seconds = time.perf_counter() - t0
         factory, nprobe = index.manifest.index.params.factory, index.manifest.index.nprobe
     truth = np.empty(n, dtype=np.int64)
@@ -108,7 +108,7 @@ def dev_pair(folder: Path, pair: str, model: str, work: Path, console: Console, 
         limit, index_module.EXACT_SUBSET_ROWS = index_module.EXACT_SUBSET_ROWS, 0
         try:
             t0 = time.perf_counter()
-            ann, _, _ = mine_indexes(index, index, MineConfig(src_lang, tgt_lang))
+            ann, _, _, _ = mine_indexes(index, index, MineConfig(src_lang, tgt_lang))
             mine_s = time.perf_counter() - t0
         finally:
             index_module.EXACT_SUBSET_ROWS = limit

@@ -21,7 +21,7 @@ import numpy as np
 from emsearch.errors import EmsearchError
 from emsearch.index.faiss_io import populate_serialized
 
-def _ray():
+def require_ray():
     try:
         import ray
     except ImportError:
@@ -31,7 +31,7 @@ def _ray():
 
 def connect(address: str | None) -> None:
     """Join the cluster at `address` ('auto', 'ray://host:10001'), or RAY_ADDRESS, or start a local instance."""
-    ray = _ray()
+    ray = require_ray()
     if not ray.is_initialized():
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -39,9 +39,21 @@ def connect(address: str | None) -> None:
             raise EmsearchError(f"cannot reach the Ray cluster at {address}: {e}") from None
 
 
+def in_order(submit: Callable, items: Iterable, in_flight: int) -> Iterator:
+    """`ray.get(submit(item))` for each item, in order, with at most `in_flight` submitted and not yet taken."""
+    ray = require_ray()
+    pending: deque = deque()
+    for item in items:
+        pending.append(submit(item))
+        if len(pending) >= in_flight:
+            yield ray.get(pending.popleft())
+    while pending:
+        yield ray.get(pending.popleft())
+
+
 def cluster_workers() -> int:
     """A sensible actor count: one per GPU if the cluster has GPUs, else one per CPU."""
-    resources = _ray().cluster_resources()
+    resources = require_ray().cluster_resources()
     return max(1, int(resources.get("GPU", 0)) or int(resources.get("CPU", 1)))
 
 
@@ -68,7 +80,7 @@ class _RayFuture:
         self.ref = ref
 
     def result(self):
-        return _ray().get(self.ref)
+        return require_ray().get(self.ref)
 
 
 class RayPool:
@@ -76,7 +88,7 @@ class RayPool:
 
     def __init__(self, model_dir: Path, workers: int, batch_tokens: int, *, load: Callable[[str], Any],
                  encode: Callable, threads: int = 1):
-        ray = _ray()
+        ray = require_ray()
         bundle = ray.put({str(f.relative_to(model_dir)): f.read_bytes() for f in model_dir.rglob("*") if f.is_file()})
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= workers else 0
         actor = ray.remote(num_cpus=threads, num_gpus=gpus)(EncoderActor)
@@ -91,7 +103,7 @@ class RayPool:
         return _RayFuture(actor.encode.remote(list(texts), self.batch_tokens))
 
     def close(self) -> None:
-        ray = _ray()
+        ray = require_ray()
         for a in self.actors:
             ray.kill(a)
 
@@ -100,13 +112,8 @@ def populate_groups(trained: np.ndarray, groups: Iterable[list[tuple[int, np.nda
                     in_flight: int) -> Iterator[np.ndarray]:
     """Populate each group (a list of (first row, fp16 block)) in a Ray task, at most `in_flight` at a time;
     yields the serialized indexes in group order."""
-    ray = _ray()
+    ray = require_ray()
     task = ray.remote(num_cpus=1)(populate_serialized)
     trained_ref = ray.put(trained)
-    pending: deque = deque()
-    for blocks in groups:
-        pending.append(task.remote(trained_ref, [(s, np.asarray(b)) for s, b in blocks]))
-        if len(pending) >= in_flight:
-            yield ray.get(pending.popleft())
-    while pending:
-        yield ray.get(pending.popleft())
+    yield from in_order(lambda blocks: task.remote(trained_ref, [(s, np.asarray(b)) for s, b in blocks]), groups,
+                        in_flight)

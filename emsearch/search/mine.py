@@ -11,7 +11,11 @@
 2. The same from the target side back to the source language.
    The index re-scores its IVF-PQ candidates with the exact cosine of the stored fp16 vectors, so the margins
    carry no PQ approximation error: only which sentences make the top k is approximate.
-3. `emsearch.search.mining.mine` (margin, retrieval mode, threshold) on the two (D, I).
+   Each search returns k + 1 neighbours: the margins use the first k, the extra one gives each sentence's margin
+   with its best candidate left out, the negatives `emsearch.search.threshold` fits the threshold against.
+3. `emsearch.search.mining.mine` (margin, retrieval mode) on the two (D, I); the threshold (given, the model
+   bundle's, or with `--threshold auto` chosen from the margins of the mined pairs: `choose_threshold`) keeps the
+   pairs scoring at least it; the corpus fit's estimated precision and recall at it are reported either way.
 4. Corpus ids and texts from the sentence stores; a sentence pair that occurs twice (the same two texts, e.g. a
    line repeated in the corpus) is written once, with its best score; written under a temporary name, renamed.
 
@@ -28,7 +32,7 @@ import math
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,7 @@ from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 from emsearch.search import mining
 from emsearch.search.mining import MARGINS, MODES, MinedPairs, check_choice
+from emsearch.search.threshold import AUTO, ThresholdChoice, choose_threshold, null_margins
 from emsearch.progress import bar
 
 OUTPUT_FORMATS = ("parquet", "tsv")
@@ -54,9 +59,14 @@ class MineConfig:
     k: int = 4
     margin: str = "ratio"
     mode: str = "max"
-    threshold: float | None = None  # None: keep every mined pair
+    threshold: float | str | None = None  # None: the model bundle's (through `mine`), else keep all; AUTO: the fit's
+    min_precision: float | None = None  # the lowest threshold the fit estimates this precise (implies AUTO)
     nprobe: int | None = None  # IVF lists visited per query; None: the index's calibrated default
     chunk: int = 8192  # query rows per search call
+    ray: bool = False  # kNN chunks searched by Ray actors (emsearch.search.mine_ray)
+    ray_address: str | None = None  # cluster to join; None: RAY_ADDRESS, else a local instance
+    workers: int = 0  # Ray actors; 0: one per cluster CPU
+    model: str | None = None  # the model Ray actors open the indexes with; None: the one each index records
 
     def checked(self) -> MineConfig:
         check_choice(self.margin, MARGINS, "margin")
@@ -67,9 +77,24 @@ class MineConfig:
             raise EmsearchError(f"chunk must be positive, got {self.chunk}")
         if self.nprobe is not None and self.nprobe < 1:
             raise EmsearchError(f"nprobe must be positive, got {self.nprobe}")
-        if self.threshold is not None and not math.isfinite(self.threshold):
-            raise EmsearchError(f"the threshold must be a finite number, got {self.threshold}")
-        return MineConfig(**{**asdict(self), "src": normalize_lang(self.src), "tgt": normalize_lang(self.tgt)})
+        threshold = self.threshold
+        if isinstance(threshold, str) and threshold != AUTO:
+            try:
+                threshold = float(threshold)
+            except ValueError:
+                raise EmsearchError(f"the threshold must be a number or {AUTO}, got {threshold!r}") from None
+        if threshold not in (None, AUTO) and not math.isfinite(threshold):
+            raise EmsearchError(f"the threshold must be a finite number, got {threshold}")
+        if self.min_precision is not None and not 0 < self.min_precision < 1:
+            raise EmsearchError(f"--min-precision must be between 0 and 1 (e.g. 0.95), got {self.min_precision}")
+        if threshold not in (None, AUTO) and self.min_precision is not None:
+            raise EmsearchError("give --threshold or --min-precision, not both")
+        if self.min_precision is not None:
+            threshold = AUTO
+        if self.workers < 0:
+            raise EmsearchError(f"workers must be 0 (one per CPU) or more, got {self.workers}")
+        return MineConfig(**{**asdict(self), "threshold": threshold, "src": normalize_lang(self.src),
+                             "tgt": normalize_lang(self.tgt)})
 
 
 @dataclass(frozen=True)
@@ -80,20 +105,31 @@ class MineResult:
     src_sentences: int
     tgt_sentences: int
     seconds: float
-    threshold: float | None  # the threshold applied (None: every mined pair kept)
+    choice: ThresholdChoice  # the threshold applied, why, and its estimated precision and recall
+
+    @property
+    def threshold(self) -> float | None:
+        return self.choice.threshold
+
+    def summary(self) -> dict:
+        """What `OUTPUT.json` holds beside the pairs."""
+        return {"output": str(self.output), "written": self.written, "duplicates": self.duplicates,
+                "src_sentences": self.src_sentences, "tgt_sentences": self.tgt_sentences,
+                "seconds": round(self.seconds, 2), **self.choice.as_json()}
 
 
-def default_threshold(threshold: float | None, cfg: MineConfig, *indexes) -> float | None:
-    """`threshold` if given; else the model bundle's mining threshold for the pair, which is calibrated for the
-    ratio margin between centred vectors (an index built with centring)."""
+def bundle_threshold(cfg: MineConfig, *indexes) -> float | None:
+    """With no threshold asked for, the model bundle's mining threshold for the pair (its own, else the shared
+    one), which is calibrated for the ratio margin between vectors centred on their corpus mean."""
     bundle = indexes[0].encoder.mining_threshold(cfg.src, cfg.tgt)
-    if threshold is not None or cfg.margin != "ratio" or bundle is None:
-        return threshold
+    if cfg.threshold is not None or cfg.margin != "ratio" or bundle is None:
+        return None
     for index in indexes:
         if index.centring != "corpus":
             raise EmsearchError(f"{index.path} compares {_COMPARED[index.centring]}, but the model's mining threshold "
-                                "is set on vectors centred on their corpus mean: give --threshold, or rebuild the "
-                                "index with emsearch build-index --centre corpus (its embeddings are reused)")
+                                "is set on vectors centred on their corpus mean: give --threshold X or --threshold "
+                                "auto, or rebuild the index with emsearch build-index --centre corpus (its "
+                                "embeddings are reused)")
     return bundle
 
 
@@ -109,7 +145,7 @@ def job_key(src_index, tgt_index, cfg: MineConfig) -> dict:
                 "manifest_sha256": hashlib.sha256(manifest).hexdigest()}
 
     return {"src_index": facts(src_index), "tgt_index": facts(tgt_index), "src": cfg.src, "tgt": cfg.tgt,
-            "k": cfg.k, "nprobe": cfg.nprobe, "chunk": cfg.chunk}
+            "neighbours": cfg.k + 1, "nprobe": cfg.nprobe, "chunk": cfg.chunk}
 
 
 def open_work_dir(work_dir: Path, key: dict) -> Path:
@@ -129,8 +165,8 @@ def open_work_dir(work_dir: Path, key: dict) -> Path:
 
 
 def knn_chunk(xq: np.ndarray, base, lang: str, base_rows: np.ndarray, cfg: MineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest `lang` rows of `base` for the vectors xq: (D, I) with I a position in base_rows, -1 for none."""
-    D, I = base.search_vectors(xq, cfg.k, langs=[lang], nprobe=cfg.nprobe)  # (c, k) global rows of `base`
+    """k + 1 nearest `lang` rows of `base` for the vectors xq: (D, I) with I a position in base_rows, -1 for none."""
+    D, I = base.search_vectors(xq, cfg.k + 1, langs=[lang], nprobe=cfg.nprobe)  # (c, k + 1) global rows of `base`
     valid = I >= 0
     local = np.searchsorted(base_rows, np.where(valid, I, 0))
     local = np.minimum(local, len(base_rows) - 1)
@@ -139,22 +175,45 @@ def knn_chunk(xq: np.ndarray, base, lang: str, base_rows: np.ndarray, cfg: MineC
     return np.where(valid, D, 0).astype(np.float32), np.where(valid, local, -1).astype(np.int64)
 
 
-def knn_direction(name: str, query, query_rows: np.ndarray, base, base_lang: str, base_rows: np.ndarray,
-                  cfg: MineConfig, work_dir: Path | None, advance) -> tuple[np.ndarray, np.ndarray]:
-    """kNN of every `query_rows` vector of `query` among `base_lang` rows of `base`, chunk by chunk."""
-    D = np.zeros((len(query_rows), cfg.k), dtype=np.float32)
-    I = np.full((len(query_rows), cfg.k), -1, dtype=np.int64)
-    for n, start in enumerate(range(0, len(query_rows), cfg.chunk)):
-        stop = min(start + cfg.chunk, len(query_rows))
-        files = None if work_dir is None else (work_dir / f"{name}-{n:06d}.D.npy", work_dir / f"{name}-{n:06d}.I.npy")
-        if files is not None and files[1].is_file():  # I is written last: its presence means the chunk is whole
-            D[start:stop], I[start:stop] = np.load(files[0]), np.load(files[1])
+def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+
+
+def local_searcher(src_index, tgt_index, x_rows: np.ndarray, y_rows: np.ndarray, cfg: MineConfig):
+    """`searcher(direction, bounds)`: the (D, I) of each chunk of query rows, in order, searched in this process."""
+    sides = {"fwd": (src_index, x_rows, tgt_index, cfg.tgt, y_rows), "bwd": (tgt_index, y_rows, src_index, cfg.src,
+                                                                           x_rows)}
+
+    def searcher(direction: str, bounds: list[tuple[int, int]]):
+        query, query_rows, base, base_lang, base_rows = sides[direction]
+        for start, stop in bounds:
+            yield knn_chunk(query.embeddings(query_rows[start:stop]), base, base_lang, base_rows, cfg)
+
+    return searcher
+
+
+def knn_direction(direction: str, n: int, searcher, cfg: MineConfig, work_dir: Path | None,
+                  advance) -> tuple[np.ndarray, np.ndarray]:
+    """kNN of the n query rows of `direction` (fwd: source → target, bwd: back), chunk by chunk; chunks cached in
+    `work_dir` are read back, the others searched by `searcher` and cached."""
+    D = np.zeros((n, cfg.k + 1), dtype=np.float32)
+    I = np.full((n, cfg.k + 1), -1, dtype=np.int64)
+    bounds = chunk_bounds(n, cfg.chunk)
+    todo = []
+    for c, (start, stop) in enumerate(bounds):
+        # I is written last: its presence means the chunk is whole
+        if work_dir is not None and (work_dir / f"{direction}-{c:06d}.I.npy").is_file():
+            D[start:stop] = np.load(work_dir / f"{direction}-{c:06d}.D.npy")
+            I[start:stop] = np.load(work_dir / f"{direction}-{c:06d}.I.npy")
+            advance(stop - start)
         else:
-            xq = query.embeddings(query_rows[start:stop])
-            D[start:stop], I[start:stop] = knn_chunk(xq, base, base_lang, base_rows, cfg)
-            if files is not None:
-                save_npy(files[0], D[start:stop])
-                save_npy(files[1], I[start:stop])
+            todo.append(c)
+    for c, (Dc, Ic) in zip(todo, searcher(direction, [bounds[c] for c in todo])):
+        start, stop = bounds[c]
+        D[start:stop], I[start:stop] = Dc, Ic
+        if work_dir is not None:
+            save_npy(work_dir / f"{direction}-{c:06d}.D.npy", Dc)
+            save_npy(work_dir / f"{direction}-{c:06d}.I.npy", Ic)
         advance(stop - start)
     return D, I
 
@@ -168,11 +227,12 @@ def language_rows(index, lang: str, side: str) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, work_dir: Path | None = None,
-                 console: Console | None = None) -> tuple[MinedPairs, int, int]:
+def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, bundle: float | None = None, work_dir: Path | None = None,
+                 console: Console | None = None) -> tuple[MinedPairs, int, int, ThresholdChoice]:
     """Mine `cfg.src` sentences of src_index against `cfg.tgt` sentences of tgt_index (they may be one index).
 
-    Returns the pairs as global rows (src rows of src_index, tgt rows of tgt_index) and both side sizes.
+    With no `cfg.threshold`, `bundle` (`bundle_threshold`) applies, else every pair is kept. Returns the pairs
+    (global rows: src rows of src_index, tgt rows of tgt_index) at the threshold, both side sizes and the choice.
     """
     cfg = cfg.checked()
     if src_index is tgt_index and cfg.src == cfg.tgt:
@@ -183,14 +243,33 @@ def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, work_dir: Path | None
     y_rows = language_rows(tgt_index, cfg.tgt, "target")
     if work_dir is not None:
         work_dir = open_work_dir(work_dir, job_key(src_index, tgt_index, cfg))
-    with bar(console, f"kNN {cfg.src} → {cfg.tgt}", len(x_rows)) as progress:
-        D_xy, I_xy = knn_direction("fwd", src_index, x_rows, tgt_index, cfg.tgt, y_rows, cfg, work_dir,
-                                   progress.advance)
-    with bar(console, f"kNN {cfg.tgt} → {cfg.src}", len(y_rows)) as progress:
-        D_yx, I_yx = knn_direction("bwd", tgt_index, y_rows, src_index, cfg.src, x_rows, cfg, work_dir,
-                                   progress.advance)
-    pairs = mining.mine(D_xy, I_xy, D_yx, I_yx, margin=cfg.margin, mode=cfg.mode, threshold=cfg.threshold)
-    return MinedPairs(x_rows[pairs.src], y_rows[pairs.tgt], pairs.score), len(x_rows), len(y_rows)
+    if cfg.ray:
+        from emsearch.search.mine_ray import RaySearcher
+
+        searcher = RaySearcher(src_index, tgt_index, x_rows, y_rows, cfg)
+    else:
+        searcher = local_searcher(src_index, tgt_index, x_rows, y_rows, cfg)
+    try:
+        with bar(console, f"kNN {cfg.src} → {cfg.tgt}", len(x_rows)) as progress:
+            D_xy, I_xy = knn_direction("fwd", len(x_rows), searcher, cfg, work_dir, progress.advance)
+        with bar(console, f"kNN {cfg.tgt} → {cfg.src}", len(y_rows)) as progress:
+            D_yx, I_yx = knn_direction("bwd", len(y_rows), searcher, cfg, work_dir, progress.advance)
+    finally:
+        if cfg.ray:
+            searcher.close()
+    k = cfg.k
+    pairs = mining.mine(D_xy[:, :k], I_xy[:, :k], D_yx[:, :k], I_yx[:, :k], margin=cfg.margin, mode=cfg.mode)
+    if cfg.threshold is not None:
+        threshold, how = cfg.threshold, "as given"
+    elif bundle is not None:
+        threshold, how = bundle, "from the model bundle"
+    else:
+        threshold, how = None, "none given or in the model bundle: every mined pair kept"
+    choice = choose_threshold(pairs.score, null_margins(D_xy, I_xy, D_yx, I_yx, cfg.margin), threshold=threshold,
+                              min_precision=cfg.min_precision, how=how)
+    if choice.threshold is not None:  # pairs are best first: those at or above the threshold are a prefix
+        pairs = pairs.prefix(int((pairs.score >= choice.threshold).sum()))
+    return MinedPairs(x_rows[pairs.src], y_rows[pairs.tgt], pairs.score), len(x_rows), len(y_rows), choice
 
 
 def one_line(text: str) -> str:
@@ -243,7 +322,7 @@ def write_pairs(pairs: MinedPairs, src_index, tgt_index, output: Path, fmt: str,
 
 
 def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt: str = "parquet", *,
-                 console: Console | None = None) -> MineResult:
+                 bundle: float | None = None, console: Console | None = None) -> MineResult:
     """`mine_indexes`, then `write_pairs`; chunk results are cached in OUTPUT.partial/ until the output is written."""
     t0 = time.perf_counter()
     output = Path(output)
@@ -254,25 +333,36 @@ def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt:
         raise EmsearchError(f"{output} is a directory: give a file name for the pairs")
     cfg = cfg.checked()
     work_dir = output.with_name(output.name + ".partial")
-    pairs, nx, ny = mine_indexes(src_index, tgt_index, cfg, work_dir=work_dir, console=console)
-    metadata = {"config": asdict(cfg), "model_id": src_index.model_id,
+    pairs, nx, ny, choice = mine_indexes(src_index, tgt_index, cfg, bundle=bundle, work_dir=work_dir,
+                                         console=console)
+    metadata = {"config": asdict(cfg), "model_id": src_index.model_id, "threshold": choice.as_json(),
                 "src_index": str(src_index.path), "tgt_index": str(tgt_index.path)}
     written, duplicates = write_pairs(pairs, src_index, tgt_index, output, fmt, metadata=metadata, console=console)
+    result = MineResult(output, written, duplicates, nx, ny, time.perf_counter() - t0, choice)
+    write_text_atomic(summary_path(output), json.dumps(result.summary(), indent=1) + "\n")
     shutil.rmtree(work_dir, ignore_errors=True)
-    return MineResult(output, written, duplicates, nx, ny, time.perf_counter() - t0, cfg.threshold)
+    return result
+
+
+def summary_path(output: Path) -> Path:
+    """`OUTPUT.json`: the run's facts (threshold, why, estimated precision and recall, counts) beside the pairs."""
+    return output.with_name(output.name + ".json")
 
 
 def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = None,
          src_index: str | Path | None = None, tgt_index: str | Path | None = None, format: str | None = None,
-         threshold: float | None = None, k: int = 4, margin: str = "ratio", mode: str = "max",
-         nprobe: int | None = None, chunk: int = 8192, model: str | Path | None = None,
+         threshold: float | str | None = None, min_precision: float | None = None, k: int = 4, margin: str = "ratio",
+         mode: str = "max", nprobe: int | None = None, chunk: int = 8192, model: str | Path | None = None,
+         ray: bool = False, ray_address: str | None = None, workers: int = 0,
          console: Console | None = None) -> MineResult:
     """Mine the translation pairs between two languages of built indexes into one file: `emsearch mine`.
 
     The two sides live in one `index` (a path, a name under indexes/, or None for the only index there), or in
     `src_index` and `tgt_index`, which must hold vectors of the same model. `threshold` defaults to the model
-    bundle's mining threshold for the pair (set for the ratio margin), else every mined pair is kept; `format`
-    defaults to tsv for a .tsv output, else parquet.
+    bundle's mining threshold for the pair (set for the ratio margin), else every mined pair is kept; "auto" chooses
+    it from the corpus's margins (`emsearch.search.threshold`): F1-best, or the lowest reaching `min_precision`. `ray`
+    searches the kNN chunks on Ray actors, each opening the indexes from their paths (shared by the nodes).
+    `format` defaults to tsv for a .tsv output, else parquet.
     """
     from emsearch.index.reader import Index
 
@@ -283,14 +373,15 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
     output = Path(output)
     fmt = format or ("tsv" if output.suffix.lower() == ".tsv" else "parquet")
     check_choice(fmt, OUTPUT_FORMATS, "output format")
-    cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk,
-                     threshold=threshold).checked()  # a bad option fails before the indexes open
+    # a bad option fails before the indexes open
+    cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk, threshold=threshold,
+                     min_precision=min_precision, ray=ray or ray_address is not None, ray_address=ray_address,
+                     workers=workers, model=None if model is None else str(model)).checked()
     with ExitStack() as stack:
         a = stack.enter_context(Index.open(index or src_index, model=model))
         if src_index is None or Path(src_index).resolve() == Path(tgt_index).resolve():
             b = a
         else:  # the same model, or an IndexOpenError
             b = stack.enter_context(Index.open(tgt_index, a.encoder))
-        cfg = replace(cfg, threshold=default_threshold(threshold, cfg, a, b))
-        return mine_to_file(a, b, cfg, output, fmt, console=console)
+        return mine_to_file(a, b, cfg, output, fmt, bundle=bundle_threshold(cfg, a, b), console=console)
 

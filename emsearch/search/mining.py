@@ -42,6 +42,10 @@ class MinedPairs:
     def __len__(self) -> int:
         return len(self.score)
 
+    def prefix(self, n: int) -> MinedPairs:
+        """The n best pairs."""
+        return MinedPairs(self.src[:n], self.tgt[:n], self.score[:n])
+
 
 def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:

@@ -1,5 +1,5 @@
 """End to end: encode → index → mine recovers the true pairs; margins see the whole target side; output files,
-resumption, the default threshold and bad input."""
+resumption, the threshold (the model bundle's by default, given, or from the corpus) and bad input."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_margin_neighbourhoods_span_every_shard(toy, index):
     x, y = index.embeddings(x_rows), index.embeddings(y_rows)
     for mode in ("max", "intersect"):
         expected = mine(*exact_knn(x, y, 4), *exact_knn(y, x, 4), mode=mode)
-        pairs, nx, ny = mine_indexes(index, index, MineConfig("deu", "eng", mode=mode, chunk=50))
+        pairs, nx, ny, _ = mine_indexes(index, index, MineConfig("deu", "eng", mode=mode, chunk=50))
         assert (nx, ny) == (len(x_rows), len(y_rows))
         assert np.array_equal(pairs.src, x_rows[expected.src]) and np.array_equal(pairs.tgt, y_rows[expected.tgt])
         assert np.allclose(pairs.score, expected.score, atol=1e-5)
@@ -87,8 +87,8 @@ def test_ivf_index_with_language_selector(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(index_module, "EXACT_SUBSET_ROWS", 0)
     with Index.open(tmp_path / "ivf") as ivf, Index.open(toy.path) as flat:
         assert ivf.manifest.index.params.kind == "ivf"
-        got, _, _ = mine_indexes(ivf, ivf, MineConfig("de", "en", nprobe=4))
-        want, _, _ = mine_indexes(flat, flat, MineConfig("de", "en"))
+        got, _, _, _ = mine_indexes(ivf, ivf, MineConfig("de", "en", nprobe=4))
+        want, _, _, _ = mine_indexes(flat, flat, MineConfig("de", "en"))
     assert np.array_equal(got.src, want.src) and np.array_equal(got.tgt, want.tgt)
 
 
@@ -108,7 +108,7 @@ def test_duplicate_text_pairs_are_written_once(toy, index, tmp_path):
 def test_interrupted_run_resumes_from_cached_chunks(index, tmp_path, monkeypatch):
     work = tmp_path / "work"
     cfg = MineConfig("de", "en", chunk=40)
-    first, _, _ = mine_indexes(index, index, cfg, work_dir=work)
+    first, _, _, _ = mine_indexes(index, index, cfg, work_dir=work)
     assert len(list(work.glob("fwd-*.I.npy"))) == 6 and (work / "job.json").is_file()
 
     def no_search(*args, **kwargs):
@@ -116,13 +116,13 @@ def test_interrupted_run_resumes_from_cached_chunks(index, tmp_path, monkeypatch
 
     with monkeypatch.context() as m:
         m.setattr(index, "search_vectors", no_search)
-        again, _, _ = mine_indexes(index, index, cfg, work_dir=work)
+        again, _, _, _ = mine_indexes(index, index, cfg, work_dir=work)
     assert np.array_equal(first.src, again.src) and np.array_equal(first.score, again.score)
     # another job (k differs) must not reuse the cache
     (work / "fwd-000000.I.npy").unlink()  # a chunk lost in a crash is simply redone
-    other, _, _ = mine_indexes(index, index, MineConfig("de", "en", chunk=40, k=3), work_dir=work)
-    assert json.loads((work / "job.json").read_text())["k"] == 3
-    assert np.load(work / "fwd-000000.I.npy").shape[1] == 3 and len(other) > 0
+    other, _, _, _ = mine_indexes(index, index, MineConfig("de", "en", chunk=40, k=3), work_dir=work)
+    assert json.loads((work / "job.json").read_text())["neighbours"] == 4  # k + 1: the extra one for the negatives
+    assert np.load(work / "fwd-000000.I.npy").shape[1] == 4 and len(other) > 0
 
 
 def test_cli_threshold_default_from_bundle_and_override(toy, tiny_model, tmp_path, capsys, monkeypatch):
@@ -189,6 +189,59 @@ def test_the_bundle_threshold_needs_a_corpus_centred_index(centring, said, tiny_
     assert code == 0 and out.is_file(), err
 
 
+def bundle_with(tiny_model, tmp_path, **info) -> str:
+    """A copy of the tiny model with `info` in its config (e.g. a mining threshold)."""
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_model, bundle)
+    config = json.loads((bundle / "config.json").read_text())
+    config.update(info)
+    (bundle / "config.json").write_text(json.dumps(config))
+    return str(bundle)
+
+
+def test_cli_threshold_reported_whatever_its_source(toy, tiny_model, tmp_path, capsys, monkeypatch):
+    """The default is the model bundle's threshold; --threshold auto (or --min-precision) chooses one from the
+    corpus's margins; each run reports the threshold, why and the fit's estimated precision/recall (console and
+    OUTPUT.json)."""
+    out = tmp_path / "pairs.tsv"
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "-o", str(out),
+            "--model", bundle_with(tiny_model, tmp_path, mining_threshold=1.003)]
+
+    def run(*extra: str) -> tuple[dict, list[float], str]:
+        code, _, err = run_cli(base + list(extra), capsys, monkeypatch)
+        assert code == 0, err
+        scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
+        return json.loads((tmp_path / "pairs.tsv.json").read_text()), scores, err
+
+    default, scores, err = run()
+    assert default["threshold"] == 1.003 and default["how"] == "from the model bundle" and min(scores) >= 1.003
+    assert 0 < default["estimated_precision"] <= 1 and 0 < default["estimated_recall"] <= 1
+    assert "threshold 1.003 from the model bundle, estimated precision" in err
+    auto, scores, err = run("--threshold", "auto")
+    assert auto["how"] == "from the corpus: F1-best estimate" and auto["threshold"] != 1.003
+    assert auto["written"] == len(scores) > 50 and min(scores) >= auto["threshold"] - 1e-6
+    assert f"threshold {auto['threshold']:g} from the corpus: F1-best estimate, estimated precision" in err
+    strict, strict_scores, _ = run("--min-precision", "0.999")
+    assert strict["how"] == "from the corpus: min-precision 0.999" and strict["threshold"] > auto["threshold"]
+    assert len(strict_scores) < len(scores) and strict["estimated_precision"] >= auto["estimated_precision"]
+    given, given_scores, err = run("--threshold", "1.01")
+    assert given["threshold"] == 1.01 and given["how"] == "as given" and min(given_scores) >= 1.01
+    assert "threshold 1.01 as given" in err
+
+
+def test_threshold_auto_needs_no_corpus_centring(tiny_model, tmp_path, capsys, monkeypatch):
+    """The bundle's threshold is refused on a language-centred index; the corpus fit is made on its own margins."""
+    index = build_toy_index(tmp_path, tiny_model, n=80, n_noise=20, centre="language")
+    out = tmp_path / "pairs.tsv"
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(index.path), "-o", str(out),
+            "--model", bundle_with(tiny_model, tmp_path, mining_threshold=1.05)]
+    code, _, err = run_cli(base, capsys, monkeypatch)
+    assert code == 2 and "--threshold auto" in err and not out.exists()
+    code, _, err = run_cli(base + ["--threshold", "auto"], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads((tmp_path / "pairs.tsv.json").read_text())["how"].startswith("from the corpus")
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--src", "xx1", "--tgt", "en"], "unknown language"),
     (["--src", "fr", "--tgt", "en"], "no fra sentences"),
@@ -198,6 +251,9 @@ def test_the_bundle_threshold_needs_a_corpus_centred_index(centring, said, tiny_
     (["--src", "de", "--tgt", "en", "--format", "csv"], "output format"),
     (["--src", "de", "--tgt", "en", "--threshold", "nan"], "the threshold must be a finite number, got nan"),
     (["--src", "de", "--tgt", "en", "--threshold", "inf"], "the threshold must be a finite number, got inf"),
+    (["--src", "de", "--tgt", "en", "--threshold", "high"], "the threshold must be a number or auto, got 'high'"),
+    (["--src", "de", "--tgt", "en", "--min-precision", "1.5"], "--min-precision must be between 0 and 1"),
+    (["--src", "de", "--tgt", "en", "--threshold", "1", "--min-precision", "0.9"], "not both"),
 ])
 def test_cli_bad_input(toy, extra, message, tmp_path, capsys, monkeypatch):
     out = tmp_path / "pairs.parquet"

@@ -98,7 +98,7 @@ def test_bucc_scores_are_those_of_mining_an_index_of_both_files(tiny_model, enco
     build_index(BuildConfig(input=str(tmp_path / "both.parquet"), out=str(tmp_path / "index"), model=str(tiny_model),
                             id_column="id"))
     with Index.open(tmp_path / "index") as index:
-        mined, _, _ = mine_indexes(index, index, MineConfig("deu", "eng"))
+        mined, _, _, _ = mine_indexes(index, index, MineConfig("deu", "eng"))
     report = bucc(encoder, folder, "xx-en")
     np.testing.assert_allclose(mined.score, report.pairs.score, atol=2e-3)
     uncentred = bucc(encoder, folder, "xx-en", centre=False)

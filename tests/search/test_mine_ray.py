@@ -1,0 +1,38 @@
+"""`mine --ray` on a local Ray instance writes the same pairs as the local run."""
+
+from __future__ import annotations
+
+import json
+
+import faiss
+import pytest
+
+from conftest import run_cli
+from toy_index import build_toy_index
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_mining_matches_local_mining(local_ray, tiny_model, tmp_path, capsys, monkeypatch):
+    toy = build_toy_index(tmp_path, tiny_model, index_factory="IVF4,Flat")  # the approximate path, several shards
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "--chunk", "40", "--format", "tsv"]
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # as in each actor: the same floats, bit for bit
+    try:
+        code, _, err = run_cli(base + ["-o", str(tmp_path / "local.tsv")], capsys, monkeypatch)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    assert code == 0, err
+    code, _, err = run_cli(base + ["-o", str(tmp_path / "ray.tsv"), "--ray", "--workers", "2"], capsys, monkeypatch)
+    assert code == 0, err
+    local, remote = (tmp_path / "local.tsv").read_text(), (tmp_path / "ray.tsv").read_text()
+    assert local == remote and len(local.splitlines()) > 50
+    a, b = (json.loads((tmp_path / f"{name}.tsv.json").read_text()) for name in ("local", "ray"))
+    assert {**a, "output": "", "seconds": 0} == {**b, "output": "", "seconds": 0}
