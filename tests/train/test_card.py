@@ -14,7 +14,7 @@ from emsearch.train.card import PAIRS, render_card
 UD_README = """# data
 
 ### `ud_text_en.parquet`
-| treebank | code | licence | a | b | c | contributors |
+| treebank | lang | licence | a | b | c | contributors |
 |---|---|---|---|---|---|---|
 | `UD_Irish-IDT` | gle | CC BY-SA 4.0 | x | y | z | Lynn et al. |
 

@@ -174,10 +174,11 @@ def test_sigterm_checkpoints_like_ctrl_c(tmp_path, monkeypatch):
 
 def test_the_default_config_is_the_shipped_recipe():
     """`emsearch train --data X` with no recipe trains the default model's way: every setting of
-    training/default.json except its files and teacher (the teacher's pieces in the tokenizer too) is a default."""
+    training/default.json except its files and teacher (the teacher's pieces in the tokenizer and the mono stage
+    too) is a default."""
     path = Path(__file__).parents[2] / "training" / "default.json"
     recipe, shipped = json.loads(path.read_text()), load_json(TrainConfig, path)
-    local = {"data", "out", "eval_file", "teacher_cache", "teacher_init", "teacher_prior", "threads", "tokenizer"}
+    local = {"data", "out", "eval_file", "teacher_cache", "teacher_init", "teacher_prior", "mono", "threads", "tokenizer"}
     assert set(recipe) - local, "the recipe sets nothing to compare"
     for name in set(recipe) - local:
         assert getattr(TrainConfig(), name) == getattr(shipped, name), name
