@@ -84,7 +84,7 @@ def dev_pair(folder: Path, pair: str, model: str, work: Path, console: Console, 
     from emsearch.languages import normalize_lang
     from emsearch.search.mine import MineConfig, mine_indexes
     from emsearch.index.exact import exact_knn
-    from emsearch.search.mining import MinedPairs, mine
+    from emsearch.search.margin import MinedPairs, mine
 
     data = read_bucc(folder, pair)
     src_lang, tgt_lang = (normalize_lang(x) for x in pair.split("-"))

@@ -30,7 +30,7 @@ from emsearch.encoder import Encoder
 from emsearch.evaluate import read_bucc
 from emsearch.index.shards import centred
 from emsearch.index.exact import exact_knn
-from emsearch.search.mining import mine
+from emsearch.search.margin import mine
 from emsearch.search.threshold import choose_threshold, null_margins
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -2,7 +2,7 @@
 
 The BUCC 2018 shared task format: `xx-en.xx.tsv` and `xx-en.en.tsv` with lines `id<TAB>sentence`, and
 `xx-en.gold.tsv` with lines `src_id<TAB>tgt_id`. Both sides are encoded, mined with exact kNN and a margin
-(`emsearch.search.mining`), and scored against the gold pairs at the threshold that maximises F1. Like an index
+(`emsearch.search.margin`), and scored against the gold pairs at the threshold that maximises F1. Like an index
 built over the two files, the vectors are centred on the mean of both sides before mining
 (`emsearch.index.shards.centred`), so the threshold fits `emsearch mine`:
 
@@ -22,7 +22,7 @@ from emsearch.corpus import text_lines
 from emsearch.errors import EmsearchError
 from emsearch.index.exact import exact_knn
 from emsearch.index.shards import centred
-from emsearch.search.mining import MARGINS, MODES, MinedPairs, check_choice, mine
+from emsearch.search.margin import MARGINS, MODES, MinedPairs, check_choice, mine
 
 
 @dataclass(frozen=True)

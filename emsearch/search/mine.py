@@ -13,7 +13,7 @@
    carry no PQ approximation error: only which sentences make the top k is approximate.
    Each search returns k + 1 neighbours: the margins use the first k, the extra one gives each sentence's margin
    with its best candidate left out, the negatives `emsearch.search.threshold` fits the threshold against.
-3. `emsearch.search.mining.mine` (margin, retrieval mode) on the two (D, I); the threshold (given, the model
+3. `emsearch.search.margin.mine` (margin, retrieval mode) on the two (D, I); the threshold (given, the model
    bundle's, or with `--threshold auto` chosen from the margins of the mined pairs: `choose_threshold`) keeps the
    pairs scoring at least it; the corpus fit's estimated precision and recall at it are reported either way.
 4. Corpus ids and texts from the sentence stores; a sentence pair that occurs twice (the same two texts, e.g. a
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import time
 from contextlib import ExitStack
@@ -43,58 +42,15 @@ from rich.console import Console
 from emsearch.atomic import atomic_path, save_npy, write_text_atomic
 from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
-from emsearch.search import mining
-from emsearch.search.mining import MARGINS, MODES, MinedPairs, check_choice
+from emsearch.search.knn import knn_chunk
+from emsearch.search.margin import MinedPairs, check_choice
+from emsearch.search.margin import mine as mine_by_margin
+from emsearch.search.mine_config import MineConfig
 from emsearch.search.threshold import AUTO, ThresholdChoice, choose_threshold, null_margins
 from emsearch.progress import bar
 
 OUTPUT_FORMATS = ("parquet", "tsv")
 COLUMNS = ("src_id", "tgt_id", "score", "src_text", "tgt_text")
-
-
-@dataclass(frozen=True)
-class MineConfig:
-    src: str  # language codes, any accepted form; normalised on use
-    tgt: str
-    k: int = 4
-    margin: str = "ratio"
-    mode: str = "max"
-    threshold: float | str | None = None  # None: the model bundle's (through `mine`), else keep all; AUTO: the fit's
-    min_precision: float | None = None  # the lowest threshold the fit estimates this precise (implies AUTO)
-    nprobe: int | None = None  # IVF lists visited per query; None: the index's calibrated default
-    chunk: int = 8192  # query rows per search call
-    ray: bool = False  # kNN chunks searched by Ray actors (emsearch.search.mine_ray)
-    ray_address: str | None = None  # cluster to join; None: RAY_ADDRESS, else a local instance
-    workers: int = 0  # Ray actors; 0: one per cluster CPU
-    model: str | None = None  # the model Ray actors open the indexes with; None: the one each index records
-
-    def checked(self) -> MineConfig:
-        check_choice(self.margin, MARGINS, "margin")
-        check_choice(self.mode, MODES, "retrieval mode")
-        if not 1 <= self.k <= 100:
-            raise EmsearchError(f"k must be from 1 to 100 (4 is usual for margins), got {self.k}")
-        if self.chunk < 1:
-            raise EmsearchError(f"chunk must be positive, got {self.chunk}")
-        if self.nprobe is not None and self.nprobe < 1:
-            raise EmsearchError(f"nprobe must be positive, got {self.nprobe}")
-        threshold = self.threshold
-        if isinstance(threshold, str) and threshold != AUTO:
-            try:
-                threshold = float(threshold)
-            except ValueError:
-                raise EmsearchError(f"the threshold must be a number or {AUTO}, got {threshold!r}") from None
-        if threshold not in (None, AUTO) and not math.isfinite(threshold):
-            raise EmsearchError(f"the threshold must be a finite number, got {threshold}")
-        if self.min_precision is not None and not 0 < self.min_precision < 1:
-            raise EmsearchError(f"--min-precision must be between 0 and 1 (e.g. 0.95), got {self.min_precision}")
-        if threshold not in (None, AUTO) and self.min_precision is not None:
-            raise EmsearchError("give --threshold or --min-precision, not both")
-        if self.min_precision is not None:
-            threshold = AUTO
-        if self.workers < 0:
-            raise EmsearchError(f"workers must be 0 (one per CPU) or more, got {self.workers}")
-        return MineConfig(**{**asdict(self), "threshold": threshold, "src": normalize_lang(self.src),
-                             "tgt": normalize_lang(self.tgt)})
 
 
 @dataclass(frozen=True)
@@ -164,17 +120,6 @@ def open_work_dir(work_dir: Path, key: dict) -> Path:
     return work_dir
 
 
-def knn_chunk(xq: np.ndarray, base, lang: str, base_rows: np.ndarray, cfg: MineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """k + 1 nearest `lang` rows of `base` for the vectors xq: (D, I) with I a position in base_rows, -1 for none."""
-    D, I = base.search_vectors(xq, cfg.k + 1, langs=[lang], nprobe=cfg.nprobe)  # (c, k + 1) global rows of `base`
-    valid = I >= 0
-    local = np.searchsorted(base_rows, np.where(valid, I, 0))
-    local = np.minimum(local, len(base_rows) - 1)
-    if not np.array_equal(base_rows[local][valid], I[valid]):
-        raise EmsearchError(f"{base.path} returned rows outside language {lang}: the index is damaged; rebuild it")
-    return np.where(valid, D, 0).astype(np.float32), np.where(valid, local, -1).astype(np.int64)
-
-
 def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
 
@@ -234,7 +179,6 @@ def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, bundle: float | None 
     With no `cfg.threshold`, `bundle` (`bundle_threshold`) applies, else every pair is kept. Returns the pairs
     (global rows: src rows of src_index, tgt rows of tgt_index) at the threshold, both side sizes and the choice.
     """
-    cfg = cfg.checked()
     if src_index is tgt_index and cfg.src == cfg.tgt:
         raise EmsearchError(f"source and target are both {cfg.src}: mine between two languages")
     if src_index.model_id != tgt_index.model_id:
@@ -258,7 +202,7 @@ def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, bundle: float | None 
         if cfg.ray:
             searcher.close()
     k = cfg.k
-    pairs = mining.mine(D_xy[:, :k], I_xy[:, :k], D_yx[:, :k], I_yx[:, :k], margin=cfg.margin, mode=cfg.mode)
+    pairs = mine_by_margin(D_xy[:, :k], I_xy[:, :k], D_yx[:, :k], I_yx[:, :k], margin=cfg.margin, mode=cfg.mode)
     if cfg.threshold is not None:
         threshold, how = cfg.threshold, "as given"
     elif bundle is not None:
@@ -331,7 +275,6 @@ def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt:
         raise EmsearchError(f"{output.parent}: no such directory for the output")
     if output.is_dir():
         raise EmsearchError(f"{output} is a directory: give a file name for the pairs")
-    cfg = cfg.checked()
     work_dir = output.with_name(output.name + ".partial")
     pairs, nx, ny, choice = mine_indexes(src_index, tgt_index, cfg, bundle=bundle, work_dir=work_dir,
                                          console=console)
@@ -376,7 +319,7 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
     # a bad option fails before the indexes open
     cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk, threshold=threshold,
                      min_precision=min_precision, ray=ray or ray_address is not None, ray_address=ray_address,
-                     workers=workers, model=None if model is None else str(model)).checked()
+                     workers=workers, model=None if model is None else str(model))
     with ExitStack() as stack:
         a = stack.enter_context(Index.open(index or src_index, model=model))
         if src_index is None or Path(src_index).resolve() == Path(tgt_index).resolve():

@@ -19,21 +19,20 @@ from emsearch.index.ray_runners import cluster_workers, connect, in_order, requi
 class KnnActor:
     """Holds the two indexes open; the rows of each side and the config come once, through the object store."""
 
-    def __init__(self, src_path: str, tgt_path: str, x_rows: np.ndarray, y_rows: np.ndarray, cfg: dict):
+    def __init__(self, open_index, src_path: str, tgt_path: str, x_rows: np.ndarray, y_rows: np.ndarray, cfg: dict):
         import faiss
 
-        from emsearch.index.reader import Index
-        from emsearch.search.mine import MineConfig
+        from emsearch.search.mine_config import MineConfig
 
         faiss.omp_set_num_threads(1)  # one CPU per actor, as Ray schedules it
         self.cfg = MineConfig(**cfg)
-        self.src = Index.open(src_path, model=self.cfg.model)
-        self.tgt = self.src if tgt_path == src_path else Index.open(tgt_path, self.src.encoder)
+        self.src = open_index(src_path, model=self.cfg.model)
+        self.tgt = self.src if tgt_path == src_path else open_index(tgt_path, self.src.encoder)
         self.sides = {"fwd": (self.src, x_rows, self.tgt, self.cfg.tgt, y_rows),
                       "bwd": (self.tgt, y_rows, self.src, self.cfg.src, x_rows)}
 
     def knn(self, direction: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        from emsearch.search.mine import knn_chunk
+        from emsearch.search.knn import knn_chunk
 
         query, query_rows, base, base_lang, base_rows = self.sides[direction]
         return knn_chunk(query.embeddings(query_rows[start:stop]), base, base_lang, base_rows, self.cfg)
@@ -50,7 +49,8 @@ class RaySearcher:
         paths = [str(Path(index.path).resolve()) for index in (src_index, tgt_index)]
         rows = ray.put(x_rows), ray.put(y_rows)
         actor = ray.remote(num_cpus=1)(KnnActor)
-        self.actors = [actor.remote(*paths, *rows, asdict(cfg)) for _ in range(workers)]
+        # The actors open the indexes as the driver's were opened (`Index.open`, sent by reference).
+        self.actors = [actor.remote(type(src_index).open, *paths, *rows, asdict(cfg)) for _ in range(workers)]
         self.in_flight = 2 * workers
 
     def __call__(self, direction: str, bounds: list[tuple[int, int]]):

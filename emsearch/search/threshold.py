@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emsearch.errors import EmsearchError
-from emsearch.search.mining import neighbour_means, score_knn
+from emsearch.search.margin import neighbour_means, score_knn
 
 NULL_SPAN = 1.5  # the false mean may sit this many null spreads above the null's median (the runner-up is lower)
 MIN_FIT = 50  # below this many mined pairs there is no distribution to fit

@@ -17,7 +17,7 @@ from emsearch.encoder import Encoder
 from emsearch.index import Index
 from emsearch.search.mine import MineConfig, mine_indexes, mine_to_file
 from emsearch.index.exact import exact_knn
-from emsearch.search.mining import mine
+from emsearch.search.margin import mine
 
 DUP_ENG, DUP_DEU = (s[0] for s in synthetic_pairs(1, seed=99))
 # one German sentence twice and its translation once: fwd mining pairs both copies with it

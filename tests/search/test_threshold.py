@@ -7,7 +7,7 @@ import pytest
 
 from emsearch.errors import EmsearchError
 from emsearch.index.exact import exact_knn
-from emsearch.search.mining import mine
+from emsearch.search.margin import mine
 from emsearch.search.threshold import choose_threshold, null_margins
 
 

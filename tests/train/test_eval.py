@@ -14,7 +14,7 @@ from conftest import run_cli, synthetic_pairs
 from emsearch.encoder import Encoder
 from emsearch.evaluate import paired_accuracy, tatoeba_accuracy
 from emsearch.search.bucc import BuccSet, best_f1, bucc, point_at, read_bucc
-from emsearch.search.mining import MinedPairs
+from emsearch.search.margin import MinedPairs
 
 
 def write_bucc(folder: Path, n_gold: int = 120, n_noise: int = 60) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emsearch.index.exact import exact_knn
-from emsearch.search.mining import margin_scores, mine, neighbour_means
+from emsearch.search.margin import margin_scores, mine, neighbour_means
 
 
 def knn_from_matrix(C: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
