@@ -104,3 +104,11 @@ def serving(index_path: Path, limits):
             httpd.server_close()
             thread.join(timeout=10)
 
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance of two CPUs for the tests of one module (they skip where Ray is not installed)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -41,12 +41,11 @@ from rich.console import Console
 
 from emsearch.atomic import atomic_path, save_npy, write_text_atomic
 from emsearch.errors import EmsearchError
-from emsearch.languages import normalize_lang
 from emsearch.search.knn import knn_chunk
 from emsearch.search.margin import MinedPairs, check_choice
 from emsearch.search.margin import mine as mine_by_margin
 from emsearch.search.mine_config import MineConfig
-from emsearch.search.threshold import AUTO, ThresholdChoice, choose_threshold, null_margins
+from emsearch.search.threshold import ThresholdChoice, choose_threshold, null_margins
 from emsearch.progress import bar
 
 OUTPUT_FORMATS = ("parquet", "tsv")

@@ -13,13 +13,6 @@ from test_build import write_corpus
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.slow
 def test_ray_build_matches_local_build(local_ray, tiny_model, tmp_path):
     corpus = tmp_path / "c.parquet"

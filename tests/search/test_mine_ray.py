@@ -13,13 +13,6 @@ from toy_index import build_toy_index
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
 def test_ray_mining_matches_local_mining(local_ray, tiny_model, tmp_path, capsys, monkeypatch):
     toy = build_toy_index(tmp_path, tiny_model, index_factory="IVF4,Flat")  # the approximate path, several shards
     base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "--chunk", "40", "--format", "tsv"]
