@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from flores_groups import WEAK, group_rows, training_counts  # noqa: E402
 
-from emsearch.config import TrainConfig, load_json  # noqa: E402
+from emsearch.train.recipe import run_config  # noqa: E402
 from emsearch.train.data import PairDataset, read_pairs  # noqa: E402
 from emsearch.encoder import Encoder, length_batches, pad  # noqa: E402
 from emsearch.evaluate import retrieval_accuracy  # noqa: E402
@@ -115,7 +115,7 @@ def main() -> None:
     if not (args.data / "dev/retrieval").is_dir():
         print(f"no dev data under {args.data}: nothing to measure")
         return
-    cfg = load_json(TrainConfig, args.run / "train_config.json")
+    cfg = run_config(args.run)
     encoder = Encoder.load(args.run / "model", device="cpu")
     pairs = read_pairs(cfg.data)
     data = PairDataset(pairs, encoder.tokenizer, sorted(set(pairs.lang) | {"eng"}), cfg.max_length_ratio)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emsearch.config import TrainConfig, load_json
+from emsearch.train.recipe import run_config
 from emsearch.train.data import PairDataset, read_pairs
 from emsearch.encoder import Encoder
 from emsearch.evaluate import retrieval_accuracy
@@ -67,7 +67,7 @@ def main() -> None:
     if not (args.data / "dev/mining").is_dir():
         print(f"no dev data under {args.data}: nothing to measure")
         return
-    cfg = load_json(TrainConfig, args.run / "train_config.json")
+    cfg = run_config(args.run)
     if cfg.teacher_prior:
         raise SystemExit(f"{args.run} exports a shrunk table (teacher_prior {cfg.teacher_prior}): give a run "
                          "trained with teacher_prior 0")
