@@ -61,6 +61,16 @@ def bar(console: Console | None, label: str, total: int) -> Iterator[_Bar | _Sil
         yield shown
 
 
+def step_bar(label: str, total: int, done: int) -> Progress:
+    """A started bar of steps with a free text field (`update(task_ids[0], completed=n, info=...)`) for a loop that
+    reports as it goes, such as training's losses; the caller stops it."""
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.fields[info]}"))
+    progress.add_task(label, total=total, completed=done, info="")
+    progress.start()
+    return progress
+
+
 @contextmanager
 def stage(console: Console | None, label: str) -> Iterator[None]:
     """A spinner with the elapsed time while a stage without a row count runs (index training, calibration,

@@ -36,6 +36,7 @@ from emsearch.config import TrainConfig, resolve_model_config
 from emsearch.encoder import Encoder
 from emsearch.evaluate import retrieval_accuracy
 from emsearch.model import EMSEncoder, EMSHeads
+from emsearch.progress import step_bar
 from emsearch.tokenizer import Tokenizer
 from emsearch.train.checkpoint import load_checkpoint, save_checkpoint
 from emsearch.train.data import Batch, PairDataset, read_pairs
@@ -267,7 +268,7 @@ class _Meter:
 
     def __init__(self, run: Run, show: bool):
         self.run = run
-        self.bar = _progress_bar(run.cfg.steps, run.state["step"]) if show else None
+        self.bar = step_bar("training", run.cfg.steps, run.state["step"]) if show else None
         self.restart_clock()
 
     def restart_clock(self) -> None:
@@ -319,13 +320,3 @@ def _sigterm_like_ctrl_c() -> Callable[[], None]:
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-def _progress_bar(total: int, done: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   TextColumn("{task.fields[info]}"))
-    bar.add_task("train", total=total, completed=done, info="")
-    bar.start()
-    return bar
