@@ -73,13 +73,19 @@ def _read_table(path: Path) -> pa.Table:
     return pa.table({name: list(col) for name, col in zip(REQUIRED_COLUMNS, cols)})
 
 
-def skip_reason(text: str | None, eng: str | None) -> str | None:
-    """Why a pair cannot be trained on, or None if it can."""
-    if not text or not eng or not text.strip() or not eng.strip():
+def text_problem(text: str | None) -> str | None:
+    """Why one sentence cannot be trained on ("empty side", "invalid text"), or None if it can."""
+    if not text or not text.strip():
         return "empty side"
-    if _INVALID.search(text) or _INVALID.search(eng):
+    if _INVALID.search(text):
         return "invalid text"
     return None
+
+
+def skip_reason(text: str | None, eng: str | None) -> str | None:
+    """Why a pair cannot be trained on, or None if it can; an empty side is named before invalid text."""
+    problems = (text_problem(text), text_problem(eng))
+    return "empty side" if "empty side" in problems else next((p for p in problems if p), None)
 
 
 def read_pairs(paths: Sequence[str | Path]) -> ParallelPairs:

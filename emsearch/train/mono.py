@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from emsearch.encoder import Encoder
-from emsearch.train.data import DataError, ParallelPairs, draw_order, skip_reason
+from emsearch.train.data import DataError, ParallelPairs, draw_order, text_problem
 from emsearch.train.teacher_cache import TeacherError, TeacherVectors
 
 MAP_SENTENCES = 4096  # English sentences of the pairs the teacher → student map is fitted on
@@ -42,7 +42,7 @@ def read_mono(paths: Sequence[str | Path]) -> list[str]:
             table = pq.read_table(path, columns=["text"])
         except (OSError, pa.ArrowException, KeyError) as e:
             raise DataError(f"{path}: not a parquet file with a text column ({e})") from None
-        texts.update((t.strip(), None) for t in table.column("text").to_pylist() if not skip_reason(t, "-"))
+        texts.update((t.strip(), None) for t in table.column("text").to_pylist() if not text_problem(t))
     if not texts:
         raise DataError(f"{', '.join(map(str, paths))}: no usable monolingual sentences")
     return list(texts)
