@@ -27,9 +27,9 @@ from rich.console import Console
 from rich.table import Table
 
 from emsearch.encoder import Encoder
-from emsearch.evaluate import read_bucc
-from emsearch.index.shards import centred
 from emsearch.index.exact import exact_knn
+from emsearch.index.shards import centred
+from emsearch.search.bucc import read_bucc
 from emsearch.search.margin import mine
 from emsearch.search.threshold import choose_threshold, null_margins
 

@@ -5,6 +5,8 @@ search, below the server and the CLI; no CLI verb is more than seven imports abo
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,25 @@ VERBS = sorted(p.stem for p in (ROOT / "cli").glob("*.py") if p.stem not in ("__
 def test_a_cli_verb_is_at_most_seven_imports_above_the_leaves(verb):
     edges, memo = graph(), {}
     assert longest_path(edges, f"emsearch.cli.{verb}", memo) - 1 <= 7
+
+
+SCRIPTS = sorted(p for folder in ("benchmarks", "training") for p in (ROOT.parent / folder).glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_name_a_script_takes_from_the_package_exists(script):
+    """The benchmarks and training scripts are not run by the tests; a package change must not leave them broken."""
+    names = names_imported(script)
+    missing = [f"{module}.{name}" for module, name in names
+               if not hasattr(importlib.import_module(module), name) and not _is_module(f"{module}.{name}")]
+    assert not missing, missing
+
+
+def names_imported(path: Path) -> list[tuple[str, str]]:
+    return [(node.module, alias.name) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "emsearch"
+            for alias in node.names]
+
+
+def _is_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
