@@ -1,17 +1,17 @@
 """The mining threshold chosen from the corpus (no gold) against the oracle and the model's fixed threshold.
 
     nice -n 19 python benchmarks/mining_threshold.py                  # the study corpora, then the mining dev set
-    python benchmarks/mining_threshold.py --corpora news:0.3:20000:none,short:1.0:10000:near --skip-dev
+    python benchmarks/mining_threshold.py --corpora fra/news:0.3:20000:none,short:1.0:10000:near --skip-dev
 
-Study corpora are built from `../shared/data/parallel` (German–English; news = wmt_*, bible, short = Tatoeba):
-`DOMAINS:SHARE:N:DUP` is N German and N English sentences of which SHARE·N are translation pairs; the rest are
-German sentences whose English is left out and English sentences of other languages' pairs (never a translation of
-a German one). DUP `exact` adds a copy of a fifth of each side's sentences, `near` a near-copy (punctuation, case,
+Study corpora are built from `../shared/data/parallel` (X–English; news = wmt_*, bible, short = Tatoeba):
+`[LANG/]DOMAINS:SHARE:N:DUP` (LANG deu unless given) is N sentences of LANG and N English ones of which SHARE·N
+are translation pairs; the rest are LANG sentences whose English is left out and English sentences of other
+languages' pairs (never a translation of a LANG one). DUP `exact` adds a copy of a fifth of each side's sentences, `near` a near-copy (punctuation, case,
 a doubled word) which keeps its original's gold. A mined pair is correct when its two texts (near-copies read as
 their original) are a gold pair; recall counts distinct gold pairs. Mining as `emsearch mine` does it on an index
 centred on the corpus mean: ratio margin, k = 4, mode max, exact kNN (k + 1 neighbours for the negatives).
 Reported per corpus: F1 at the oracle (F1-best) threshold, at the threshold chosen from the corpus (with its
-estimated and true precision/recall), and at the model's fixed de-en threshold. Prints a table and one JSON line.
+estimated and true precision/recall), and at the model's fixed threshold for the pair. Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FILES = {"wmt_newstest": "news", "wmt_general": "news", "bible": "bible", "tatoeba_challenge": "short"}
 CORPORA = ("news:0.3:20000:none,bible:0.3:12000:none,short:0.3:20000:none,short:0.3:20000:near,"
            "news+bible+short:0.05:40000:none,news+bible+short:0.05:5000:none,news+bible+short:1.0:20000:exact,"
-           "news+bible+short:0.5:20000:near,news:0.05:40000:exact,short:1.0:20000:none")
+           "news+bible+short:0.5:20000:near,news:0.05:40000:exact,short:1.0:20000:none,"
+           "fra/news:0.3:20000:none,fra/short:0.3:20000:near,fra/news+bible+short:0.05:20000:none,"
+           "fra/news+bible+short:1.0:10000:none,fra/short:0.1:20000:exact,"
+           "rus/news:0.3:20000:none,rus/short:0.5:20000:near,rus/news+bible+short:0.05:10000:none,"
+           "rus/news+bible+short:0.2:40000:near")
 K = 4
 
 
@@ -130,7 +134,7 @@ def study(x: np.ndarray, y: np.ndarray, texts, fixed: float) -> dict:
             "estimated_precision": round(choice.precision, 3), "precision": round(at(scores, precision,
                                                                                        choice.threshold), 3),
             "estimated_recall": round(choice.recall, 3), "recall": round(at(scores, recall, choice.threshold), 3),
-            "fixed_f1": round(at(scores, f1, fixed), 4)}
+            "fixed_f1": round(at(scores, f1, fixed), 4), "wrong_pairs_read_as": choice.fit.wrong}
 
 
 def main() -> None:
@@ -145,12 +149,15 @@ def main() -> None:
         print(f"no data under {args.data}: nothing to measure")
         return
     encoder = Encoder.load(args.model)
-    rows = []
-    ours, others = load_pairs(args.data, "deu")
-    fixed = encoder.mining_threshold("deu", "eng")
+    rows, pairs = [], {}
     for spec in filter(None, args.corpora.split(",")):
-        texts = build_corpus(spec, ours, others)
-        row = {"corpus": spec, **study(encoder.encode(texts[0]), encoder.encode(texts[1]), texts, fixed)}
+        lang, _, corpus = spec.rpartition("/")
+        lang = lang or "deu"
+        if lang not in pairs:
+            pairs[lang] = load_pairs(args.data, lang)
+        texts = build_corpus(corpus, *pairs[lang])
+        row = {"corpus": spec, **study(encoder.encode(texts[0]), encoder.encode(texts[1]), texts,
+                                       encoder.mining_threshold(lang, "eng"))}
         print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
     if not args.skip_dev and (args.data / "dev" / "mining").is_dir():

@@ -22,9 +22,9 @@ def mine_command(
     tgt_index: Optional[Path] = typer.Option(None, help="Index of the target side (with --src-index)."),
     format: Optional[str] = typer.Option(None, "--format", help="parquet or tsv; default: tsv for a .tsv output, "
                                                                 "else parquet."),
-    threshold: Optional[str] = typer.Option(None, help="Keep pairs scoring at least this, or 'auto': the F1-best "
-                                                       "estimate from the corpus's margins; default: the model's "
-                                                       "mining threshold for the pair (ratio margin), else keep all."),
+    threshold: str = typer.Option(MineConfig.threshold, help="'auto': the F1-best estimate from the corpus's "
+                                                             "margins; 'model': the model's mining threshold for the "
+                                                             "pair (ratio margin); or keep pairs scoring at least X."),
     min_precision: Optional[float] = typer.Option(None, help="The lowest threshold whose precision estimated from "
                                                              "the corpus's margins reaches this (e.g. 0.95); "
                                                              "implies --threshold auto."),

@@ -13,9 +13,9 @@
    carry no PQ approximation error: only which sentences make the top k is approximate.
    Each search returns k + 1 neighbours: the margins use the first k, the extra one gives each sentence's margin
    with its best candidate left out, the negatives `emsearch.search.threshold` fits the threshold against.
-3. `emsearch.search.margin.mine` (margin, retrieval mode) on the two (D, I); the threshold (given, the model
-   bundle's, or with `--threshold auto` chosen from the margins of the mined pairs: `choose_threshold`) keeps the
-   pairs scoring at least it; the corpus fit's estimated precision and recall at it are reported either way.
+3. `emsearch.search.margin.mine` (margin, retrieval mode) on the two (D, I); the threshold (by default chosen
+   from the margins of the mined pairs, `choose_threshold`; or the model bundle's, or given) keeps the pairs
+   scoring at least it; the corpus fit's estimated precision and recall at it are reported either way.
 4. Corpus ids and texts from the sentence stores; a sentence pair that occurs twice (the same two texts, e.g. a
    line repeated in the corpus) is written once, with its best score; written under a temporary name, renamed.
 
@@ -45,7 +45,7 @@ from emsearch.search.knn import knn_chunk
 from emsearch.search.margin import MinedPairs, check_choice
 from emsearch.search.margin import mine as mine_by_margin
 from emsearch.search.mine_config import MineConfig
-from emsearch.search.threshold import ThresholdChoice, choose_threshold, null_margins
+from emsearch.search.threshold import AUTO, MODEL, ThresholdChoice, choose_threshold, null_margins
 from emsearch.progress import bar
 
 OUTPUT_FORMATS = ("parquet", "tsv")
@@ -74,18 +74,25 @@ class MineResult:
 
 
 def bundle_threshold(cfg: MineConfig, *indexes) -> float | None:
-    """With no threshold asked for, the model bundle's mining threshold for the pair (its own, else the shared
-    one), which is calibrated for the ratio margin between vectors centred on their corpus mean."""
-    bundle = indexes[0].encoder.mining_threshold(cfg.src, cfg.tgt)
-    if cfg.threshold is not None or cfg.margin != "ratio" or bundle is None:
+    """The model bundle's mining threshold for the pair (its own, else the shared one), set for the ratio margin
+    between vectors centred on their corpus mean: what `--threshold model` applies (an error says why it cannot)
+    and what `auto` falls back to where too few pairs are mined to fit (None where it does not apply)."""
+    if cfg.threshold not in (AUTO, MODEL):
         return None
+    bundle = indexes[0].encoder.mining_threshold(cfg.src, cfg.tgt)
+    problem = None
+    if bundle is None:
+        problem = "the model bundle holds no mining threshold"
+    elif cfg.margin != "ratio":
+        problem = f"the model's mining threshold is set for the ratio margin, not {cfg.margin}"
     for index in indexes:
-        if index.centring != "corpus":
-            raise EmsearchError(f"{index.path} compares {_COMPARED[index.centring]}, but the model's mining threshold "
-                                "is set on vectors centred on their corpus mean: give --threshold X or --threshold "
-                                "auto, or rebuild the index with emsearch build-index --centre corpus (its "
-                                "embeddings are reused)")
-    return bundle
+        if problem is None and index.centring != "corpus":
+            problem = (f"{index.path} compares {_COMPARED[index.centring]}, but the model's mining threshold is set "
+                       "on vectors centred on their corpus mean (rebuild with emsearch build-index --centre corpus: "
+                       "its embeddings are reused)")
+    if problem is not None and cfg.threshold == MODEL:
+        raise EmsearchError(f"--threshold model: {problem}; give --threshold X or --threshold auto")
+    return None if problem else bundle
 
 
 _COMPARED = {"none": "uncentred vectors (built without centring)",
@@ -171,17 +178,18 @@ def language_rows(index, lang: str, side: str) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, bundle: float | None = None, work_dir: Path | None = None,
+def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, work_dir: Path | None = None,
                  console: Console | None = None) -> tuple[MinedPairs, int, int, ThresholdChoice]:
     """Mine `cfg.src` sentences of src_index against `cfg.tgt` sentences of tgt_index (they may be one index).
 
-    With no `cfg.threshold`, `bundle` (`bundle_threshold`) applies, else every pair is kept. Returns the pairs
-    (global rows: src rows of src_index, tgt rows of tgt_index) at the threshold, both side sizes and the choice.
+    Returns the pairs (global rows: src rows of src_index, tgt rows of tgt_index) at the threshold `cfg` asks for,
+    both side sizes and the threshold's choice.
     """
     if src_index is tgt_index and cfg.src == cfg.tgt:
         raise EmsearchError(f"source and target are both {cfg.src}: mine between two languages")
     if src_index.model_id != tgt_index.model_id:
         raise EmsearchError("the two indexes were built with different models; rebuild one with the other's model")
+    bundle = bundle_threshold(cfg, src_index, tgt_index)
     x_rows = language_rows(src_index, cfg.src, "source")
     y_rows = language_rows(tgt_index, cfg.tgt, "target")
     if work_dir is not None:
@@ -202,14 +210,13 @@ def mine_indexes(src_index, tgt_index, cfg: MineConfig, *, bundle: float | None 
             searcher.close()
     k = cfg.k
     pairs = mine_by_margin(D_xy[:, :k], I_xy[:, :k], D_yx[:, :k], I_yx[:, :k], margin=cfg.margin, mode=cfg.mode)
-    if cfg.threshold is not None:
-        threshold, how = cfg.threshold, "as given"
-    elif bundle is not None:
-        threshold, how = bundle, "from the model bundle"
+    null = null_margins(D_xy, I_xy, D_yx, I_yx, cfg.margin)
+    if cfg.threshold == AUTO:
+        choice = choose_threshold(pairs.score, null, min_precision=cfg.min_precision, fallback=bundle)
+    elif cfg.threshold == MODEL:
+        choice = choose_threshold(pairs.score, null, threshold=bundle, how="from the model bundle")
     else:
-        threshold, how = None, "none given or in the model bundle: every mined pair kept"
-    choice = choose_threshold(pairs.score, null_margins(D_xy, I_xy, D_yx, I_yx, cfg.margin), threshold=threshold,
-                              min_precision=cfg.min_precision, how=how)
+        choice = choose_threshold(pairs.score, null, threshold=cfg.threshold, how="as given")
     if choice.threshold is not None:  # pairs are best first: those at or above the threshold are a prefix
         pairs = pairs.prefix(int((pairs.score >= choice.threshold).sum()))
     return MinedPairs(x_rows[pairs.src], y_rows[pairs.tgt], pairs.score), len(x_rows), len(y_rows), choice
@@ -265,7 +272,7 @@ def write_pairs(pairs: MinedPairs, src_index, tgt_index, output: Path, fmt: str,
 
 
 def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt: str = "parquet", *,
-                 bundle: float | None = None, console: Console | None = None) -> MineResult:
+                 console: Console | None = None) -> MineResult:
     """`mine_indexes`, then `write_pairs`; chunk results are cached in OUTPUT.partial/ until the output is written."""
     t0 = time.perf_counter()
     output = Path(output)
@@ -275,8 +282,7 @@ def mine_to_file(src_index, tgt_index, cfg: MineConfig, output: str | Path, fmt:
     if output.is_dir():
         raise EmsearchError(f"{output} is a directory: give a file name for the pairs")
     work_dir = output.with_name(output.name + ".partial")
-    pairs, nx, ny, choice = mine_indexes(src_index, tgt_index, cfg, bundle=bundle, work_dir=work_dir,
-                                         console=console)
+    pairs, nx, ny, choice = mine_indexes(src_index, tgt_index, cfg, work_dir=work_dir, console=console)
     metadata = {"config": asdict(cfg), "model_id": src_index.model_id, "threshold": choice.as_json(),
                 "src_index": str(src_index.path), "tgt_index": str(tgt_index.path)}
     written, duplicates = write_pairs(pairs, src_index, tgt_index, output, fmt, metadata=metadata, console=console)
@@ -293,16 +299,16 @@ def summary_path(output: Path) -> Path:
 
 def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = None,
          src_index: str | Path | None = None, tgt_index: str | Path | None = None, format: str | None = None,
-         threshold: float | str | None = None, min_precision: float | None = None, k: int = 4, margin: str = "ratio",
+         threshold: float | str = AUTO, min_precision: float | None = None, k: int = 4, margin: str = "ratio",
          mode: str = "max", nprobe: int | None = None, chunk: int = 8192, model: str | Path | None = None,
          ray: bool = False, ray_address: str | None = None, workers: int = 0,
          console: Console | None = None) -> MineResult:
     """Mine the translation pairs between two languages of built indexes into one file: `emsearch mine`.
 
     The two sides live in one `index` (a path, a name under indexes/, or None for the only index there), or in
-    `src_index` and `tgt_index`, which must hold vectors of the same model. `threshold` defaults to the model
-    bundle's mining threshold for the pair (set for the ratio margin), else every mined pair is kept; "auto" chooses
-    it from the corpus's margins (`emsearch.search.threshold`): F1-best, or the lowest reaching `min_precision`. `ray`
+    `src_index` and `tgt_index`, which must hold vectors of the same model. `threshold` "auto" (the default) chooses
+    it from the corpus's margins (`emsearch.search.threshold`): F1-best, or the lowest reaching `min_precision`;
+    "model" applies the model bundle's mining threshold for the pair (set for the ratio margin); or a number. `ray`
     searches the kNN chunks on Ray actors, each opening the indexes from their paths (shared by the nodes).
     `format` defaults to tsv for a .tsv output, else parquet.
     """
@@ -325,5 +331,5 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
             b = a
         else:  # the same model, or an IndexOpenError
             b = stack.enter_context(Index.open(tgt_index, a.encoder))
-        return mine_to_file(a, b, cfg, output, fmt, bundle=bundle_threshold(cfg, a, b), console=console)
+        return mine_to_file(a, b, cfg, output, fmt, console=console)
 

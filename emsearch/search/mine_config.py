@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 from emsearch.search.margin import MARGINS, MODES, check_choice
-from emsearch.search.threshold import AUTO
+from emsearch.search.threshold import AUTO, MODEL
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class MineConfig:
     k: int = 4
     margin: str = "ratio"
     mode: str = "max"
-    threshold: float | str | None = None  # None: the model bundle's (through `mine`), else keep all; AUTO: the fit's
+    threshold: float | str = AUTO  # AUTO: fitted to the corpus's margins; MODEL: the model bundle's; or a number
     min_precision: float | None = None  # the lowest threshold the fit estimates this precise (implies AUTO)
     nprobe: int | None = None  # IVF lists visited per query; None: the index's calibrated default
     chunk: int = 8192  # query rows per search call
@@ -40,16 +40,16 @@ class MineConfig:
         if self.nprobe is not None and self.nprobe < 1:
             raise EmsearchError(f"nprobe must be positive, got {self.nprobe}")
         threshold = self.threshold
-        if isinstance(threshold, str) and threshold != AUTO:
+        if isinstance(threshold, str) and threshold not in (AUTO, MODEL):
             try:
                 threshold = float(threshold)
             except ValueError:
-                raise EmsearchError(f"the threshold must be a number or {AUTO}, got {threshold!r}") from None
-        if threshold not in (None, AUTO) and not math.isfinite(threshold):
-            raise EmsearchError(f"the threshold must be a finite number, got {threshold}")
+                raise EmsearchError(f"the threshold must be a number, {AUTO} or {MODEL}, got {threshold!r}") from None
+        if threshold is None or (not isinstance(threshold, str) and not math.isfinite(threshold)):
+            raise EmsearchError(f"the threshold must be a finite number, {AUTO} or {MODEL}, got {threshold}")
         if self.min_precision is not None and not 0 < self.min_precision < 1:
             raise EmsearchError(f"--min-precision must be between 0 and 1 (e.g. 0.95), got {self.min_precision}")
-        if threshold not in (None, AUTO) and self.min_precision is not None:
+        if threshold != AUTO and self.min_precision is not None:
             raise EmsearchError("give --threshold or --min-precision, not both")
         if self.min_precision is not None:
             threshold = AUTO

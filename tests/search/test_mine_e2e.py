@@ -125,17 +125,20 @@ def test_interrupted_run_resumes_from_cached_chunks(index, tmp_path, monkeypatch
     assert np.load(work / "fwd-000000.I.npy").shape[1] == 4 and len(other) > 0
 
 
-def test_cli_threshold_default_from_bundle_and_override(toy, tiny_model, tmp_path, capsys, monkeypatch):
+def test_cli_threshold_model_auto_and_given(toy, tiny_model, tmp_path, capsys, monkeypatch):
     bundle = tmp_path / "model"
     shutil.copytree(tiny_model, bundle)
     info = json.loads((bundle / "config.json").read_text())
-    info["mining_threshold"] = 1e9  # nothing can score this high: the default must be applied
+    info["mining_threshold"] = 1e9  # nothing can score this high: where it is applied, nothing is kept
     (bundle / "config.json").write_text(json.dumps(info))
     out = tmp_path / "pairs.tsv"
     base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "--model", str(bundle), "-o", str(out)]
-    code, _, err = run_cli(base, capsys, monkeypatch)
+    code, _, err = run_cli(base + ["--threshold", "model"], capsys, monkeypatch)
     assert code == 0, err
     assert out.read_text().splitlines()[1:] == [] and "0 pairs" in err
+    code, _, err = run_cli(base, capsys, monkeypatch)  # the default fits the corpus, the model's threshold unused
+    assert code == 0, err
+    assert len(out.read_text().splitlines()) > 50 and "from the corpus: F1-best estimate" in err
     code, _, err = run_cli(base + ["--threshold", "1.003"], capsys, monkeypatch)
     assert code == 0, err
     scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
@@ -156,7 +159,7 @@ def test_a_pair_with_its_own_bundle_threshold_is_mined_at_it(toy, tiny_model, tm
     assert encoder.mining_threshold("fr", "en") == 1e9
     out = tmp_path / "pairs.tsv"
     code, _, err = run_cli(["mine", "--src", "en", "--tgt", "de", "--index", str(toy.path), "--model", str(bundle),
-                            "-o", str(out)], capsys, monkeypatch)
+                            "-o", str(out), "--threshold", "model"], capsys, monkeypatch)
     assert code == 0, err
     scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
     assert scores and min(scores) >= 1.003 and "threshold 1.003 from the model bundle" in err
@@ -169,8 +172,8 @@ def _as_before_centring(manifest: dict) -> None:
 
 @pytest.mark.parametrize("centring, said", [("uncentred", "uncentred vectors"), ("language", "--centre language")])
 def test_the_bundle_threshold_needs_a_corpus_centred_index(centring, said, tiny_model, tmp_path, capsys, monkeypatch):
-    """The model's threshold was set on margins between vectors centred on their corpus mean: an uncentred index
-    (built before centring, or with --centre none) or one centred per language asks for an explicit one."""
+    """The model's threshold was set on margins between vectors centred on their corpus mean: on an uncentred index
+    (built before centring, or with --centre none) or one centred per language, --threshold model is refused."""
     if centring == "uncentred":
         index = build_toy_index(tmp_path, tiny_model, n=40, n_noise=10)
         edit_manifest(index.path, _as_before_centring)
@@ -183,8 +186,8 @@ def test_the_bundle_threshold_needs_a_corpus_centred_index(centring, said, tiny_
     (bundle / "config.json").write_text(json.dumps(info))
     out = tmp_path / "pairs.tsv"
     base = ["mine", "--src", "de", "--tgt", "en", "--index", str(index.path), "--model", str(bundle), "-o", str(out)]
-    code, _, err = run_cli(base, capsys, monkeypatch)
-    assert code == 2 and said in err and "--threshold" in err and not out.exists()
+    code, _, err = run_cli(base + ["--threshold", "model"], capsys, monkeypatch)
+    assert code == 2 and said in err and "--threshold auto" in err and not out.exists()
     code, _, err = run_cli(base + ["--threshold", "1.05"], capsys, monkeypatch)
     assert code == 0 and out.is_file(), err
 
@@ -200,9 +203,9 @@ def bundle_with(tiny_model, tmp_path, **info) -> str:
 
 
 def test_cli_threshold_reported_whatever_its_source(toy, tiny_model, tmp_path, capsys, monkeypatch):
-    """The default is the model bundle's threshold; --threshold auto (or --min-precision) chooses one from the
-    corpus's margins; each run reports the threshold, why and the fit's estimated precision/recall (console and
-    OUTPUT.json)."""
+    """The default (--threshold auto, or --min-precision) chooses the threshold from the corpus's margins;
+    --threshold model applies the model bundle's; each run reports the threshold, why and the fit's estimated
+    precision/recall (console and OUTPUT.json)."""
     out = tmp_path / "pairs.tsv"
     base = ["mine", "--src", "de", "--tgt", "en", "--index", str(toy.path), "-o", str(out),
             "--model", bundle_with(tiny_model, tmp_path, mining_threshold=1.003)]
@@ -213,11 +216,11 @@ def test_cli_threshold_reported_whatever_its_source(toy, tiny_model, tmp_path, c
         scores = [float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]]
         return json.loads((tmp_path / "pairs.tsv.json").read_text()), scores, err
 
-    default, scores, err = run()
-    assert default["threshold"] == 1.003 and default["how"] == "from the model bundle" and min(scores) >= 1.003
-    assert 0 < default["estimated_precision"] <= 1 and 0 < default["estimated_recall"] <= 1
+    model, scores, err = run("--threshold", "model")
+    assert model["threshold"] == 1.003 and model["how"] == "from the model bundle" and min(scores) >= 1.003
+    assert 0 < model["estimated_precision"] <= 1 and 0 < model["estimated_recall"] <= 1
     assert "threshold 1.003 from the model bundle, estimated precision" in err
-    auto, scores, err = run("--threshold", "auto")
+    auto, scores, err = run()
     assert auto["how"] == "from the corpus: F1-best estimate" and auto["threshold"] != 1.003
     assert auto["written"] == len(scores) > 50 and min(scores) >= auto["threshold"] - 1e-6
     assert f"threshold {auto['threshold']:g} from the corpus: F1-best estimate, estimated precision" in err
@@ -230,16 +233,26 @@ def test_cli_threshold_reported_whatever_its_source(toy, tiny_model, tmp_path, c
 
 
 def test_threshold_auto_needs_no_corpus_centring(tiny_model, tmp_path, capsys, monkeypatch):
-    """The bundle's threshold is refused on a language-centred index; the corpus fit is made on its own margins."""
+    """The corpus fit is made on the index's own margins, whatever its centring."""
     index = build_toy_index(tmp_path, tiny_model, n=80, n_noise=20, centre="language")
     out = tmp_path / "pairs.tsv"
     base = ["mine", "--src", "de", "--tgt", "en", "--index", str(index.path), "-o", str(out),
             "--model", bundle_with(tiny_model, tmp_path, mining_threshold=1.05)]
     code, _, err = run_cli(base, capsys, monkeypatch)
-    assert code == 2 and "--threshold auto" in err and not out.exists()
-    code, _, err = run_cli(base + ["--threshold", "auto"], capsys, monkeypatch)
     assert code == 0, err
     assert json.loads((tmp_path / "pairs.tsv.json").read_text())["how"].startswith("from the corpus")
+
+
+def test_too_few_pairs_to_fit_take_the_model_threshold(tiny_model, tmp_path, capsys, monkeypatch):
+    index = build_toy_index(tmp_path, tiny_model, n=20, n_noise=5)
+    out = tmp_path / "pairs.tsv"
+    base = ["mine", "--src", "de", "--tgt", "en", "--index", str(index.path), "-o", str(out),
+            "--model", bundle_with(tiny_model, tmp_path, mining_threshold=1.003)]
+    code, _, err = run_cli(base, capsys, monkeypatch)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "pairs.tsv.json").read_text())
+    assert summary["threshold"] == 1.003 and "too few to fit" in summary["how"]
+    assert min(float(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]) >= 1.003
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -249,9 +262,9 @@ def test_threshold_auto_needs_no_corpus_centring(tiny_model, tmp_path, capsys, m
     (["--src", "de", "--tgt", "en", "--mode", "best"], "retrieval mode"),
     (["--src", "de", "--tgt", "en", "--k", "0"], "k must be"),
     (["--src", "de", "--tgt", "en", "--format", "csv"], "output format"),
-    (["--src", "de", "--tgt", "en", "--threshold", "nan"], "the threshold must be a finite number, got nan"),
-    (["--src", "de", "--tgt", "en", "--threshold", "inf"], "the threshold must be a finite number, got inf"),
-    (["--src", "de", "--tgt", "en", "--threshold", "high"], "the threshold must be a number or auto, got 'high'"),
+    (["--src", "de", "--tgt", "en", "--threshold", "nan"], "the threshold must be a finite number, auto or model, got nan"),
+    (["--src", "de", "--tgt", "en", "--threshold", "inf"], "the threshold must be a finite number, auto or model, got inf"),
+    (["--src", "de", "--tgt", "en", "--threshold", "high"], "the threshold must be a number, auto or model, got 'high'"),
     (["--src", "de", "--tgt", "en", "--min-precision", "1.5"], "--min-precision must be between 0 and 1"),
     (["--src", "de", "--tgt", "en", "--threshold", "1", "--min-precision", "0.9"], "not both"),
 ])
