@@ -201,7 +201,6 @@ def _calibrate(rec: _Recorder, params: IndexParams, emb: ShardedEmbeddings, cons
             return rescore(xq, search_faiss(indexes, xq, max(k, rerank), ivf)[1], k, emb)
 
         nprobe, rerank, curve = calibrate(search, emb, params.nlist, params.rerank)
-        del indexes
     recall = next(c["recall"] for c in curve if (c["nprobe"], c["rerank"]) == (nprobe, rerank))
     rec.index(nprobe=nprobe, rerank=rerank, calibration=tuple(CalibrationPoint(**c) for c in curve),
               recall_at_10=recall, seconds={"calibrate": time.perf_counter() - t0}, peak="calibrate")
