@@ -14,18 +14,19 @@ So the margins of the mined pairs are read as a mixture of two components, the w
   tail is cut off); EM fits both weights;
 - where that fit finds right pairs rare (under `SPARSE_SHARE` of the mined ones), the wrong pairs' upper tail
   decides the threshold, and a Gaussian's is too light: a wrong pair's margin is the best of many wrong
-  candidates, and such maxima follow a Gumbel law (on the study's corpora a Gumbel through the wrong pairs' median
-  and 90th percentile puts their 99th within 0.015). So the fit is redone with a Gumbel wrong component, its
-  location within `GUMBEL_SPAN` null scales of the null's own Gumbel location and its scale within 1–1.5 times
-  the null's; the right pairs kept at t are then the pairs kept less the Gumbel's expected wrong ones.
+  candidates, and such maxima follow a Gumbel law (on 15 of the study's 16 corpora a Gumbel through the wrong
+  pairs' median and 90th percentile puts their 99th within 0.025). So the fit is redone with a Gumbel wrong
+  component, its location within `GUMBEL_SPAN` null scales of the null's own Gumbel location and its scale
+  within 1–1.5 times the null's; the right pairs kept at t are the pairs kept less the Gumbel's wrong ones.
 
 From the fit, at every candidate threshold t: the right pairs kept TP(t), precision TP(t)/kept(t) and recall
 TP(t)/TP(lowest t). `auto` keeps the F1-best t; `min_precision` the lowest t whose estimated precision reaches it.
 Both estimates are reported with whatever threshold is used.
 
-`emsearch mine` fits by default. On the study's 19 corpora it lands within 2 F1 points of the oracle threshold on
-18 (4.6 on the last), where the model's fixed threshold is up to 30 points off; on the mining dev set, whose gold
-the model's thresholds were set on, it is 0.1–0.8 points under them (`benchmarks/README.md#mining-threshold`).
+`emsearch mine` fits by default (too few mined pairs to fit: the model's threshold). On the study's 19 corpora it
+lands within 2 F1 points of the oracle threshold on 18 (4.6 on the last), where the model's fixed threshold is up
+to 30 points off; on the mining dev set, whose gold the model's thresholds were set on, it is 0.1–0.8 points under
+them (`benchmarks/README.md#mining-threshold`).
 """
 
 from __future__ import annotations
