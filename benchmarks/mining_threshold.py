@@ -6,8 +6,8 @@
 Study corpora are built from `../shared/data/parallel` (X–English; news = wmt_*, bible, short = Tatoeba):
 `[LANG/]DOMAINS:SHARE:N:DUP` (LANG deu unless given) is N sentences of LANG and N English ones of which SHARE·N
 are translation pairs; the rest are LANG sentences whose English is left out and English sentences of other
-languages' pairs (never a translation of a LANG one). DUP `exact` adds a copy of a fifth of each side's sentences, `near` a near-copy (punctuation, case,
-a doubled word) which keeps its original's gold. A mined pair is correct when its two texts (near-copies read as
+languages' pairs (never a translation of a LANG one). DUP `exact` adds a copy of a fifth of each side's
+sentences, `near` a near-copy (punctuation, case, a doubled word) which keeps its original's gold. A mined pair is correct when its two texts (near-copies read as
 their original) are a gold pair; recall counts distinct gold pairs. Mining as `emsearch mine` does it on an index
 centred on the corpus mean: ratio margin, k = 4, mode max, exact kNN (k + 1 neighbours for the negatives).
 Reported per corpus: F1 at the oracle (F1-best) threshold, at the threshold chosen from the corpus (with its

@@ -262,9 +262,9 @@ def test_too_few_pairs_to_fit_take_the_model_threshold(tiny_model, tmp_path, cap
     (["--src", "de", "--tgt", "en", "--mode", "best"], "retrieval mode"),
     (["--src", "de", "--tgt", "en", "--k", "0"], "k must be"),
     (["--src", "de", "--tgt", "en", "--format", "csv"], "output format"),
-    (["--src", "de", "--tgt", "en", "--threshold", "nan"], "the threshold must be a finite number, auto or model, got nan"),
-    (["--src", "de", "--tgt", "en", "--threshold", "inf"], "the threshold must be a finite number, auto or model, got inf"),
-    (["--src", "de", "--tgt", "en", "--threshold", "high"], "the threshold must be a number, auto or model, got 'high'"),
+    (["--src", "de", "--tgt", "en", "--threshold", "nan"], "must be a finite number, auto or model, got nan"),
+    (["--src", "de", "--tgt", "en", "--threshold", "inf"], "must be a finite number, auto or model, got inf"),
+    (["--src", "de", "--tgt", "en", "--threshold", "high"], "must be a number, auto or model, got 'high'"),
     (["--src", "de", "--tgt", "en", "--min-precision", "1.5"], "--min-precision must be between 0 and 1"),
     (["--src", "de", "--tgt", "en", "--threshold", "1", "--min-precision", "0.9"], "not both"),
 ])
