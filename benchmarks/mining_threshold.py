@@ -4,12 +4,13 @@
     python benchmarks/mining_threshold.py --corpora fra/news:0.3:20000:none,short:1.0:10000:near --skip-dev
 
 Study corpora are built from `../shared/data/parallel` (X–English; news = wmt_*, bible, short = Tatoeba):
-`[LANG/]DOMAINS:SHARE:N:DUP` (LANG deu unless given) is N sentences of LANG and N English ones of which SHARE·N
-are translation pairs; the rest are LANG sentences whose English is left out and English sentences of other
-languages' pairs (never a translation of a LANG one). DUP `exact` adds a copy of a fifth of each side's
-sentences, `near` a near-copy (punctuation, case, a doubled word) which keeps its original's gold. A mined pair is correct when its two texts (near-copies read as
-their original) are a gold pair; recall counts distinct gold pairs. Mining as `emsearch mine` does it on an index
-centred on the corpus mean: ratio margin, k = 4, mode max, exact kNN (k + 1 neighbours for the negatives).
+`[LANG/]DOMAINS:SHARE:N[xM]:DUP` (LANG deu unless given) is N sentences of LANG and N (or M) English ones, of
+which SHARE·N are translation pairs; the rest are LANG sentences whose English is left out and English sentences
+of other languages' pairs (never a translation of a LANG one). DUP `exact` adds a copy of a fifth of each side's
+sentences, `near` a near-copy (punctuation, case, a doubled word) which keeps its original's gold. A mined pair
+is correct when its two texts (near-copies read as their original) are a gold pair; recall counts distinct gold
+pairs. Mining as `emsearch mine` does it on an index centred on the corpus mean: ratio margin, k = 4, mode max,
+exact kNN (k + 1 neighbours for the negatives).
 Reported per corpus: F1 at the oracle (F1-best) threshold, at the threshold chosen from the corpus (with its
 estimated and true precision/recall), and at the model's fixed threshold for the pair. Prints a table and one JSON line.
 """
@@ -38,6 +39,7 @@ FILES = {"wmt_newstest": "news", "wmt_general": "news", "bible": "bible", "tatoe
 CORPORA = ("news:0.3:20000:none,bible:0.3:12000:none,short:0.3:20000:none,short:0.3:20000:near,"
            "news+bible+short:0.05:40000:none,news+bible+short:0.05:5000:none,news+bible+short:1.0:20000:exact,"
            "news+bible+short:0.5:20000:near,news:0.05:40000:exact,short:1.0:20000:none,"
+           "news+bible+short:0.3:40000x300000:none,short:0.1:20000x200000:none,news:0.05:20000x200000:exact,"
            "fra/news:0.3:20000:none,fra/short:0.3:20000:near,fra/news+bible+short:0.05:20000:none,"
            "fra/news+bible+short:1.0:10000:none,fra/short:0.1:20000:exact,"
            "rus/news:0.3:20000:none,rus/short:0.5:20000:near,rus/news+bible+short:0.05:10000:none,"
@@ -69,9 +71,12 @@ def near_copy(text: str, rng: np.random.Generator) -> str:
 
 
 def build_corpus(spec: str, ours, others, seed: int = 0):
-    """(src texts, tgt texts, src originals, tgt originals, gold text pairs) of a `DOMAINS:SHARE:N:DUP` corpus."""
-    domains, share, n, dup = spec.split(":")
+    """(src texts, tgt texts, src originals, tgt originals, gold text pairs) of a `DOMAINS:SHARE:N[xM]:DUP`
+    corpus."""
+    domains, share, sizes, dup = spec.split(":")
+    n, _, n_tgt = sizes.partition("x")
     domains, share, n = set(domains.split("+")), float(share), int(n)
+    n_tgt = int(n_tgt or n)
     rng = np.random.default_rng(seed)
     pool = [p for p in ours if p[0] in domains]
     english = sorted({e for d, e in others if d in domains})
@@ -81,7 +86,7 @@ def build_corpus(spec: str, ours, others, seed: int = 0):
     used = {t for _, t, _ in parallel}
     distractors = list(dict.fromkeys(pool[i][1] for i in order[m:] if pool[i][1] not in used))[:n - m]
     src = [t for _, t, _ in parallel] + distractors
-    tgt = [e for _, _, e in parallel] + [english[i] for i in rng.permutation(len(english))[:n - m]]
+    tgt = [e for _, _, e in parallel] + [english[i] for i in rng.permutation(len(english))[:n_tgt - m]]
     src_orig, tgt_orig = list(src), list(tgt)
     if dup != "none":
         for side, orig in ((src, src_orig), (tgt, tgt_orig)):

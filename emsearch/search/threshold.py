@@ -5,8 +5,9 @@ neighbourhood, its margin falls, and a threshold set on news loses a tenth of th
 So the margins of the mined pairs are read as a mixture of two components, the wrong pairs and the right ones:
 
 - the wrong component is anchored by negatives made by construction: each sentence's best margin once its best
-  candidate is left out (`null_margins`, from the (k+1)-th neighbour every kNN search already returns). For a
-  sentence with a translation that is the margin of its best wrong partner; without one, its runner-up;
+  candidate is left out (`null_margins`, from the (k+1)-th neighbour every kNN search already returns), on the
+  side with fewer sentences. For a sentence with a translation that is the margin of its best wrong partner;
+  without one, its runner-up;
 - first it is a Gaussian, its mean kept within `NULL_SPAN` null spreads above the null's median and its spread
   within a factor 2 of the null's, so a corpus of nothing but translations shows no wrong component to speak of,
   rather than one carved out of its own true pairs. The right component is a Gaussian read from its median and
@@ -83,15 +84,19 @@ class ThresholdChoice:
 
 
 def null_margins(D_xy: np.ndarray, I_xy: np.ndarray, D_yx: np.ndarray, I_yx: np.ndarray, margin: str) -> np.ndarray:
-    """(nx + ny,) each sentence's best margin among its neighbours 2..k+1: (D, I) hold k+1 neighbours, best first,
-    and the margin is the one mined with the first k (so each side's neighbourhood mean is over its first k)."""
+    """Each sentence's best margin among its neighbours 2..k+1, for the side with fewer sentences (x on a tie):
+    (D, I) hold k+1 neighbours, best first, and the margin is the one mined with the first k (so each side's
+    neighbourhood mean is over its first k).
+
+    The mined pairs are at most as many as the smaller side's sentences, and the wrong ones are those sentences'
+    best wrong partners; the larger side's sentences search a sparser neighbourhood and score lower margins, so
+    their nulls would pull the wrong component down (20k German sentences against 200k English: 63 F1 points)."""
     mean_x = neighbour_means(D_xy[:, :-1], I_xy[:, :-1])
     mean_y = neighbour_means(D_yx[:, :-1], I_yx[:, :-1])
-    out = []
-    for D, I, mean_b in ((D_xy, I_xy, mean_y), (D_yx, I_yx, mean_x)):
-        S = score_knn(D[:, 1:], I[:, 1:], neighbour_means(D[:, 1:], I[:, 1:]), mean_b, margin)
-        out.append(S.max(1) if S.shape[1] else np.full(len(S), -np.inf, dtype=np.float32))
-    null = np.concatenate(out)
+    D, I, mean_b = (D_xy, I_xy, mean_y) if len(D_xy) <= len(D_yx) else (D_yx, I_yx, mean_x)
+    if D.shape[1] < 2:
+        return np.empty(0, dtype=np.float32)
+    null = score_knn(D[:, 1:], I[:, 1:], neighbour_means(D[:, 1:], I[:, 1:]), mean_b, margin).max(1)
     return null[np.isfinite(null)]
 
 
