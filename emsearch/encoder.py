@@ -165,8 +165,9 @@ class Encoder:
         actual = weights_id(files["model.safetensors"])
         if info.get("model_id") != actual:
             raise ModelLoadError(f"{files['model.safetensors']} does not match config.json (corrupt or replaced)")
-        model = EMSEncoder(cfg)
-        model.load_state_dict(unpack_weights(load_file(str(files["model.safetensors"]))))
+        with torch.device("meta"):  # no random initialisation of weights the file replaces
+            model = EMSEncoder(cfg)
+        model.load_state_dict(unpack_weights(load_file(str(files["model.safetensors"]))), assign=True)
         return cls(model, Tokenizer(files["tokenizer.model"], cfg.max_len), info, device)
 
     def save(self, path: str | Path, *, weights: str = "fp16", card: str | None = None, **extra: Any) -> Path:

@@ -83,8 +83,8 @@ class Index:
     def open(cls, path: str | Path | None = None, encoder: Encoder | None = None, *,
              model: str | Path | None = None) -> Index:
         """Open the index in `path` (or the one of that name under indexes/, or with None the only one there),
-        checking it is complete, that every file is the one the build recorded (`verify_index`: this reads each
-        file once), and that `encoder` is the model it was built with.
+        checking it is complete, that every file is the one the build recorded (`verify_index`: each file is
+        hashed once, then trusted while its stamp holds), and that `encoder` is the model it was built with.
 
         With no encoder, loads `model`, else the model path recorded at build time if it still exists, else the
         default model.
@@ -94,7 +94,7 @@ class Index:
             manifest = load_index(path, complete=True)
         except ManifestError as e:
             raise IndexOpenError(str(e)) from None
-        verdict = verify_index(path, manifest, copies=False)  # damage is refused here, never read as data
+        verdict = verify_index(path, manifest, copies=False, trust_stamp=True)  # damage is never read as data
         if not verdict.whole:
             more = f" (and {len(verdict.problems) - 1} more)" if len(verdict.problems) > 1 else ""
             raise IndexOpenError(f"{verdict.problems[0]}{more}; repair it with: {repair_command(path, manifest)}")

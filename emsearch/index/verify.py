@@ -1,26 +1,38 @@
 """Is a built index whole? Every file it holds against the SHA-256 the manifest recorded when it was written: both
 manifest copies (each carries its own checksum), the embedding shards, the sentence store's data file and every
-FAISS file. It reads every byte of every file once (SHA-256 runs at about 1.5 GB/s on one core).
+FAISS file. It reads every byte of every file once (SHA-256 runs at about 1 GB/s on one core).
 
 `emsearch verify` prints the answer; `build-index` asks it before saying "up to date", and `Index.open` before
-serving anything, so damage is never read as data. A rerun of the build repairs what it finds: a damaged store
-is re-filled from the input (the shards whose checksum holds are not re-encoded), a damaged shard re-encoded,
-a damaged FAISS file rebuilt from the shards, a damaged manifest copy rewritten.
+serving anything, so damage is never read as data. Hashing a 10M-sentence index takes seconds, and a billion
+sentences ten minutes, on every open of every Ray actor; so `Index.open` trusts a stamp (`verified.json`) left by
+the last check that hashed a file, for as long as the file's size, inode, mtime and ctime are those it recorded
+(any write or copy changes its ctime). Files changed in the two seconds before a check are not stamped, since a
+write within the same clock tick could leave the times unchanged. `emsearch verify` always hashes everything.
+
+A rerun of the build repairs what it finds: a damaged store is re-filled from the input (the shards whose
+checksum holds are not re-encoded), a damaged shard re-encoded, a damaged FAISS file rebuilt from the shards, a
+damaged manifest copy rewritten.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emsearch.atomic import file_sha256
+from emsearch.atomic import atomic_path, file_sha256
+from emsearch.errors import EmsearchError
 from emsearch.index.build_config import BuildConfig
 from emsearch.index.choice import format_bytes
 from emsearch.index.manifest import COPY, MANIFEST, Manifest, ManifestError, load_index, read, resolve_index
 from emsearch.index.store import DATA_FILE
 
 STORE_FILE = f"store/{DATA_FILE}"
+STAMP = "verified.json"  # files hashed whole by the last check, with the stat they had: see the module docstring
+RACY_SECONDS = 2.0  # files changed this recently are not stamped
 
 
 @dataclass
@@ -72,27 +84,62 @@ def recorded_files(manifest: Manifest) -> list[tuple[str, str | None]]:
     return files
 
 
-def verify_index(out: Path, manifest: Manifest, *, copies: bool = True) -> Verdict:
+def verify_index(out: Path, manifest: Manifest, *, copies: bool = True, trust_stamp: bool = False) -> Verdict:
     """Check every file of a complete build in `out` against `manifest` (read by `manifest.load`: from a whole
-    copy); without `copies`, only the data files (a damaged manifest copy changes no answer)."""
+    copy); without `copies`, only the data files (a damaged manifest copy changes no answer). With `trust_stamp`,
+    a file the stamp vouches for is not hashed again; every file hashed whole is stamped."""
     verdict = Verdict()
     if copies:
         verdict.problems += _manifest_problems(out, verdict)
+    stamped = _read_stamp(out) if trust_stamp else {}
+    stamp, hashed = {}, False
     for file, sha256 in recorded_files(manifest):
         path = out / file
         if sha256 is None:
             problem = f"{path}: no checksum recorded (an index built by an older emsearch)"
         elif not path.is_file():
             problem = f"{path}: missing"
+        elif stamped.get(file) == (entry := _stamp_entry(path, sha256)):
+            stamp[file] = entry
+            problem = None
         elif file_sha256(path) != sha256:
             problem = f"{path}: damaged (its SHA-256 is not the one recorded when it was written)"
         else:
+            stamp[file], hashed, problem = entry, True, None
+        if problem is None:
             verdict.checked["files"] += 1
             verdict.checked["bytes"] += path.stat().st_size
-            continue
-        verdict.problems.append(problem)
-        verdict.store_damaged |= file == STORE_FILE
+        else:
+            verdict.problems.append(problem)
+            verdict.store_damaged |= file == STORE_FILE
+    if hashed:
+        _write_stamp(out, stamp)
     return verdict
+
+
+def _stamp_entry(path: Path, sha256: str) -> dict:
+    st = path.stat()
+    return {"sha256": sha256, "size": st.st_size, "inode": st.st_ino, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns}
+
+
+def _read_stamp(out: Path) -> dict[str, dict]:
+    try:
+        files = json.loads((out / STAMP).read_text(encoding="utf-8"))["files"]
+        return files if isinstance(files, dict) else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # no stamp, or an unreadable one: everything is hashed
+
+
+def _write_stamp(out: Path, stamp: dict[str, dict]) -> None:
+    """Best effort (a read-only index is simply hashed on every open); racily fresh files left out."""
+    settled = time.time_ns() - int(RACY_SECONDS * 1e9)
+    files = {f: e for f, e in stamp.items() if max(e["mtime_ns"], e["ctime_ns"]) < settled}
+    try:
+        with atomic_path(out / STAMP, suffix=f".{os.getpid()}.tmp") as tmp:  # actors may write it at once
+            tmp.write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+    except (OSError, EmsearchError):
+        pass
 
 
 def _manifest_problems(out: Path, verdict: Verdict) -> list[str]:
