@@ -29,8 +29,10 @@ if TYPE_CHECKING:  # annotations only: this module sits below the shards and the
     from emsearch.index.shards import ShardedEmbeddings
 
 
-def load_faiss(path: Path, info: IndexRecord, embeddings: ShardedEmbeddings) -> list[faiss.Index]:
-    """The FAISS indexes to search: one flat index built from the shards, the merged on-disk IVF, or the groups."""
+def load_faiss(path: Path, info: IndexRecord, embeddings: ShardedEmbeddings,
+               groups: Sequence[int] | None = None) -> list[faiss.Index]:
+    """The FAISS indexes to search: one flat index built from the shards, the merged on-disk IVF, or the groups
+    (only those numbered in `groups`, where given: a mining worker holds one)."""
     if info.params.kind == "flat":
         flat = faiss.IndexFlatIP(embeddings.dim)  # positions are the global rows: no id map needed
         for _, block in embeddings.iter_blocks():
@@ -40,6 +42,8 @@ def load_faiss(path: Path, info: IndexRecord, embeddings: ShardedEmbeddings) -> 
         files = [(info.merged.file, faiss.IO_FLAG_ONDISK_SAME_DIR)]
     else:
         files = [(g.file, 0) for g in info.groups]
+    if groups is not None:
+        files = [files[g] for g in groups]
     indexes = []
     for name, flags in files:
         if not (path / name).is_file():

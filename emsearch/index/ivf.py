@@ -7,7 +7,7 @@ one group's codes plus one 64k-row block; calibration streams the shards once; m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import faiss
 import numpy as np
@@ -125,10 +125,15 @@ def _without_self(D: np.ndarray, I: np.ndarray, rows: np.ndarray, k: int) -> tup
 def search_faiss(indexes: Sequence[faiss.Index], xq: np.ndarray, k: int,
                  params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of xq over every FAISS index (groups hold disjoint rows): D, I (n, k), best first."""
-    heap = faiss.ResultHeap(len(xq), k, keep_max=True)
-    for index in indexes:
-        D, I = index.search(xq, k, params=params)
-        heap.add_result(D, I)
+    return merge_results((index.search(xq, k, params=params) for index in indexes), len(xq), k)
+
+
+def merge_results(results: Iterable[tuple[np.ndarray, np.ndarray]], n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-k of several groups' (D, I), taken in order (the same order gives the same ties): one group's
+    results at a time, so memory holds one group's plus the k kept."""
+    heap = faiss.ResultHeap(n, k, keep_max=True)
+    for D, I in results:
+        heap.add_result(np.ascontiguousarray(D, dtype=np.float32), np.ascontiguousarray(I, dtype=np.int64))
     heap.finalize()
     return heap.D, heap.I
 

@@ -18,7 +18,7 @@ selector.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from emsearch.errors import EmsearchError
 from emsearch.languages import normalize_lang
 from emsearch.index.exact import exact_knn
 from emsearch.index.faiss_io import load_faiss
-from emsearch.index.ivf import rescore, search_faiss
+from emsearch.index.ivf import merge_results, rescore, search_faiss
 from emsearch.index.manifest import IndexRecord, Manifest, ManifestError, facts, load_index, resolve_index
 from emsearch.index.manifest import centring as centring_of
 from emsearch.index.shards import LanguageCentres, ShardedEmbeddings
@@ -81,13 +81,13 @@ class Index:
 
     @classmethod
     def open(cls, path: str | Path | None = None, encoder: Encoder | None = None, *,
-             model: str | Path | None = None) -> Index:
+             model: str | Path | None = None, groups: Sequence[int] | None = None) -> Index:
         """Open the index in `path` (or the one of that name under indexes/, or with None the only one there),
         checking it is complete, that every file is the one the build recorded (`verify_index`: each file is
         hashed once, then trusted while its stamp holds), and that `encoder` is the model it was built with.
 
         With no encoder, loads `model`, else the model path recorded at build time if it still exists, else the
-        default model.
+        default model. `groups` loads only those FAISS groups (`group_candidates`: a mining worker holds one).
         """
         path = resolve_index(path)
         try:
@@ -118,7 +118,7 @@ class Index:
                                                                           manifest.counts.rows)
             embeddings = ShardedEmbeddings(path, manifest.shards, built.dim, centre=manifest.index.centre,
                                            by_lang=by_lang)
-            indexes = load_faiss(path, manifest.index, embeddings)
+            indexes = load_faiss(path, manifest.index, embeddings, groups)
         except (EmsearchError, RuntimeError) as e:  # RuntimeError: faiss could not read a file
             if store is not None:
                 store.close()
@@ -183,8 +183,36 @@ class Index:
     def records(self, rows: Sequence[int]) -> list[Record]:
         return self._store.get([int(r) for r in rows])
 
+    @property
+    def groups(self) -> int:
+        """FAISS files the index is searched through (groups of shards; one when merged or exact)."""
+        info = self._info
+        return len(info.groups) if info.params.kind != "flat" and info.merged is None else 1
+
+    def scans_exactly(self, langs: Sequence[str] | None = None) -> bool:
+        """Whether `search_vectors` answers these languages without FAISS: an exact index, or a restriction small
+        enough to scan."""
+        restriction = self._restriction(langs)
+        return self._params.kind == "flat" or (restriction is not None and restriction.vectors is not None)
+
+    def group_candidates(self, xq: np.ndarray, k: int, *, langs: Sequence[str] | None = None,
+                         nprobe: int | None = None, rerank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The FAISS part of `search_vectors` over the groups this index was opened with (`open(groups=...)`):
+        approximate scores and global rows of the candidates, which `search_vectors(candidates=...)` merges (every
+        group's, in group order) and re-scores as it does its own."""
+        xq = np.ascontiguousarray(xq, dtype=np.float32)
+        restriction = self._restriction(langs)
+        params = self._search_params(restriction.selector if restriction is not None else None, nprobe)
+        return search_faiss(self._faiss, xq, self._candidates(k, rerank), params)
+
+    def _candidates(self, k: int, rerank: int | None) -> int:
+        """FAISS candidates per query: k for an exact index, else the re-ranking depth."""
+        return k if self._params.kind == "flat" else max(k, rerank or self._info.rerank or self._params.rerank)
+
     def search_vectors(self, xq: np.ndarray, k: int, *, langs: Sequence[str] | None = None,
-                       nprobe: int | None = None, rerank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       nprobe: int | None = None, rerank: int | None = None,
+                       candidates: Iterable[tuple[np.ndarray, np.ndarray]] | None = None,
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k over all shards: D (n, k) float32 cosines, I (n, k) int64 global rows; -1 (score -inf) = none.
 
         `xq` are vectors as an index compares them: this index's `vectors_of(encoded texts)`, or rows of an index's
@@ -192,7 +220,8 @@ class Index:
         on its own language's mean).
 
         `nprobe` (IVF lists visited) and `rerank` (candidates re-scored exactly) default to the values
-        calibrated at build time; an exact (flat) index ignores both.
+        calibrated at build time; an exact (flat) index ignores both. `candidates`: every group's
+        `group_candidates` for `xq`, in group order, searched elsewhere (`mine --ray`); the answer is the same.
         """
         xq = np.ascontiguousarray(xq, dtype=np.float32)
         if xq.ndim != 2 or xq.shape[1] != self.dim:
@@ -210,9 +239,11 @@ class Index:
             D, J = exact_knn(xq, restriction.vectors, k)  # J: a position in restriction.rows
             return _finish(D, np.where(J >= 0, restriction.rows[np.maximum(J, 0)], -1))
         selector = restriction.selector if restriction is not None else None
-        kk = k if exact else max(k, rerank or self._info.rerank or self._params.rerank)
-        params = self._search_params(selector, nprobe)
-        D, I = search_faiss(self._faiss, xq, kk, params)
+        kk = self._candidates(k, rerank)
+        if candidates is None:
+            D, I = search_faiss(self._faiss, xq, kk, self._search_params(selector, nprobe))
+        else:
+            D, I = merge_results(candidates, len(xq), kk)
         if not exact:
             D, I = rescore(xq, I, k, self._emb)
         return _finish(D[:, :k], I[:, :k])
@@ -245,14 +276,15 @@ class Index:
             return None  # every language: no restriction
         # a small restriction is scanned exactly with BLAS (for a flat index, any restriction up to 8× as large:
         # the ID-selector path of IndexFlat scans without BLAS, and a flat index holds all vectors in memory anyway)
-        if len(rows) <= EXACT_SUBSET_ROWS * (8 if self._params.kind == "flat" else 1):
-            restriction = _Restriction(rows, vectors=self._emb.take(rows))
-        else:
+        flat = self._params.kind == "flat"
+        restriction = _Restriction(rows)
+        if len(rows) <= EXACT_SUBSET_ROWS * (8 if flat else 1):
+            restriction.vectors = self._emb.take(rows)
+        if restriction.vectors is None or not flat:  # FAISS candidates of one group are restricted even where few
             bits = np.zeros(self.ntotal, dtype=bool)
             bits[rows] = True
-            bitmap = np.packbits(bits, bitorder="little")
-            restriction = _Restriction(rows, bitmap=bitmap,
-                                       selector=faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(bitmap)))
+            restriction.bitmap = np.packbits(bits, bitorder="little")
+            restriction.selector = faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(restriction.bitmap))
         self._restrictions[key] = restriction
         if len(self._restrictions) > RESTRICTIONS_KEPT:
             self._restrictions.popitem(last=False)

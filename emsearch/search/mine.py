@@ -325,11 +325,12 @@ def mine(src: str, tgt: str, output: str | Path, *, index: str | Path | None = N
     cfg = MineConfig(src, tgt, k=k, margin=margin, mode=mode, nprobe=nprobe, chunk=chunk, threshold=threshold,
                      min_precision=min_precision, ray=ray or ray_address is not None, ray_address=ray_address,
                      workers=workers, model=None if model is None else str(model))
+    groups = [] if cfg.ray else None  # with Ray the workers search FAISS: the driver loads none of it
     with ExitStack() as stack:
-        a = stack.enter_context(Index.open(index or src_index, model=model))
+        a = stack.enter_context(Index.open(index or src_index, model=model, groups=groups))
         if src_index is None or Path(src_index).resolve() == Path(tgt_index).resolve():
             b = a
         else:  # the same model, or an IndexOpenError
-            b = stack.enter_context(Index.open(tgt_index, a.encoder))
+            b = stack.enter_context(Index.open(tgt_index, a.encoder, groups=groups))
         return mine_to_file(a, b, cfg, output, fmt, console=console)
 
