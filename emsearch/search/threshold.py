@@ -24,10 +24,10 @@ From the fit, at every candidate threshold t: the right pairs kept TP(t), precis
 TP(t)/TP(lowest t). `auto` keeps the F1-best t; `min_precision` the lowest t whose estimated precision reaches it.
 Both estimates are reported with whatever threshold is used.
 
-`emsearch mine` fits by default (too few mined pairs to fit: the model's threshold). On the study's 19 corpora it
-lands within 2 F1 points of the oracle threshold on 18 (4.6 on the last), where the model's fixed threshold is up
-to 30 points off; on the mining dev set, whose gold the model's thresholds were set on, it is 0.1–0.8 points under
-them (`benchmarks/README.md#mining-threshold`).
+`emsearch mine` fits by default (too few mined pairs to fit: the model's threshold). On the study's 22 corpora it
+lands within 2 F1 points of the oracle threshold on 20 (4.2 and 4.6 on the others), where the model's fixed
+threshold is up to 30 points off; on the mining dev set, whose gold the model's thresholds were set on, it is
+0.1–0.9 points under them (`benchmarks/README.md#mining-threshold`).
 """
 
 from __future__ import annotations
