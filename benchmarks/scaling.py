@@ -1,6 +1,6 @@
 """Scaling: time, peak memory and disk of each stage (encode, store, train, add, mine) at growing corpus sizes.
 
-    nice -n 19 python benchmarks/scaling.py                                   # N = 100k, 1M, 10M (about 1.5 h)
+    nice -n 19 python benchmarks/scaling.py                                   # N = 100k, 1M, 10M (1.5–2 h here)
     python benchmarks/scaling.py --sizes 20000,50000                          # a quick end-to-end check
     python benchmarks/scaling.py --sizes 1000000 --stages encode,mine         # some stages only
 
@@ -20,12 +20,20 @@ mine    `emsearch.search.mine.mine_indexes` deu × eng (N/2 × N/2: all N senten
         k = 4, both directions through IVF-PQ with the language selector, re-ranked); run only up to
         --mine-full-max rows. Reported with the share of true pairs recovered.
 knn     the kNN of mining on a sample of --knn-sample rows of each side against the whole index (both
-        directions, `knn_chunk` as `mine_indexes` calls it), at the calibrated nprobe and at --fixed-nprobe;
+        directions, `knn_chunk` as `mine_indexes` calls it), at the calibrated nprobe (or --nprobe) and at
+        --fixed-nprobe;
         the full kNN time is this per-query time × N (extrapolated).
 select  the global part of mining on arrays of the full size (N/2 rows a side): margins, the pooled sort and
         the one-to-one selection (`emsearch.search.margin.mine`), the null margins and the threshold fit
         (`emsearch.search.threshold`). The kNN results are synthesised: each row's scores drawn from the knn
         sample's rows, its first neighbour a translation, the others random rows.
+refile  (not in the default list) group 0 of a built IVF index (`--keep`) populated again with the trained index
+        as this code leaves it, against the group as built: the share of vectors filed in their nearest list,
+        recall@10 within the group at nprobe 1, 16, 128 (100 candidates re-scored), seconds to populate.
+coarse  (not in the default list) a built IVF index's coarse quantizer on 20,000 stored vectors: µs a vector and
+        the share put in their nearest list, exact (batched matrix product) and HNSW at breadths 16 to 256.
+The knn stage also reports where a query's time goes (`breakdown_us_per_query`: coarse assignment, the FAISS
+search of every group, re-scoring 100 candidates, and the groups searched one by one as before).
 
 Vectors: unit vectors around N/200 random centres (spread 0.055: cosine ~0.75 to the centre), "eng" row N/2 + j the
 noisy copy (cosine ~0.9) of "deu" row perm(j), the permutation within blocks of 50,000; generated per block, so
@@ -54,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vector_index import centres, unit  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "parallel"
-STAGES = ("encode", "store", "train", "add", "mine", "knn", "select")
+STAGES = ("encode", "store", "train", "add", "mine", "knn", "select", "refile", "coarse")
 BLOCK = 50_000  # rows per generated block (a multiple of it is a shard: windows never straddle two blocks)
 SHARD = 100_000
 SPREAD, COPY_NOISE = 0.055, 0.03
@@ -150,6 +158,17 @@ def write_corpus(n: int, path: Path) -> None:
 
 def peak_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def rss_parts() -> dict:
+    """Resident memory at the end of the stage, anonymous (the process's own) and file-backed (pages of memory-
+    mapped files: fp16 shards, LMDB; the kernel drops them under pressure), MiB; ru_maxrss counts both."""
+    try:
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    except OSError:
+        return {}
+    return {f"{k.lower()}_mib_end": round(int(status[k].split()[0]) / 1024, 1) for k in ("RssAnon", "RssFile")
+            if k in status}
 
 
 def dir_bytes(path: Path) -> int:
@@ -314,7 +333,7 @@ def stage_knn(n: int, work: Path, args: dict) -> dict:
         sample = {"fwd": np.sort(rng.choice(len(x_rows), s, replace=False)),
                   "bwd": np.sort(rng.choice(len(y_rows), s, replace=False))}
         calibrated = index.manifest.index.nprobe
-        runs = [("calibrated", None, s)]
+        runs = [("calibrated", args.get("nprobe"), s)]
         if args["fixed_nprobe"]:
             runs.append((f"nprobe{args['fixed_nprobe']}", args["fixed_nprobe"], max(1, s // 4)))
         for label, nprobe, count in runs:
@@ -339,9 +358,38 @@ def stage_knn(n: int, work: Path, args: dict) -> dict:
                           "full_knn_s_extrapolated": round(per_query * n, 1)}
             if label == "calibrated":
                 np.save(work / f"knn-D-{n}.npy", np.concatenate(D_all))
+        out["breakdown_us_per_query"] = breakdown(index, x_rows, args.get("nprobe") or calibrated)
     out["seconds"] = out["calibrated"]["full_knn_s_extrapolated"]
     out["extrapolated"] = True
     return out
+
+
+def breakdown(index, x_rows: np.ndarray, nprobe: int, queries: int = 4000) -> dict:
+    """Where a deu → eng query's time goes, with 100 candidates re-scored: µs per query (batched, 2nd of 2 runs)."""
+    from emsearch.index import ivf
+
+    if index.manifest.index.params.kind != "ivf":
+        return {}
+    xq = index.embeddings(np.sort(np.random.default_rng(11).choice(x_rows, min(queries, len(x_rows)), replace=False)))
+    restriction = index._restriction(["eng"])
+    params = index._search_params(restriction.selector if restriction is not None else None, nprobe)
+    groups, t = index._faiss, {}
+    for _ in range(2):
+        if hasattr(ivf, "coarse_assign") and isinstance(groups, ivf.IVFGroups):
+            t0 = time.perf_counter()
+            ivf.coarse_assign(groups, xq, nprobe)
+            t["coarse"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _, I = ivf.search_faiss(groups, xq, 100, params)
+        t["search_faiss"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ivf.rescore(xq, I, 5, index._emb)
+        t["rescore_100"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for g in groups:
+            g.search(xq, 100, params=params)
+        t["each_group_searched_whole"] = time.perf_counter() - t0
+    return {"groups": len(groups), "nprobe": nprobe, **{k: round(1e6 * v / len(xq), 1) for k, v in t.items()}}
 
 
 def stage_select(n: int, work: Path, args: dict) -> dict:
@@ -382,14 +430,100 @@ def stage_select(n: int, work: Path, args: dict) -> dict:
             "fit_pairs": choice.fit.pairs if choice.fit else 0}
 
 
+def stage_coarse(n: int, work: Path, args: dict) -> dict:
+    """The trained index's coarse quantizer on 20,000 stored vectors: µs per vector and the share assigned to their
+    nearest list, for an exact scan of the centroids (one batched matrix product) and HNSW at several breadths."""
+    import faiss
+
+    from emsearch.index.manifest import load
+    from emsearch.index.shards import ShardedEmbeddings
+
+    _, out = index_paths(n, work)
+    m = load(out)
+    emb = ShardedEmbeddings(out, m.shards, m.model.dim, centre=m.index.centre)
+    trained = faiss.read_index(str(out / m.index.trained.file))
+    q = faiss.downcast_index(faiss.extract_index_ivf(trained).quantizer)
+    chain = faiss.downcast_index(trained)
+    x = emb.take(np.sort(np.random.default_rng(13).choice(emb.ntotal, 20_000, replace=False)))
+    xt = faiss.downcast_VectorTransform(chain.chain.at(0)).apply(x) if isinstance(chain, faiss.IndexPreTransform) else x
+    centroids = q.reconstruct_n(0, q.ntotal)
+    t0 = time.perf_counter()
+    nearest = (xt @ centroids.T).argmax(1)
+    result = {"nlist": q.ntotal, "flat_us": round(1e6 * (time.perf_counter() - t0) / len(xt), 1)}
+    if isinstance(q, faiss.IndexHNSW):
+        for ef in (16, 64, 128, 256):
+            q.hnsw.efSearch = ef
+            t0 = time.perf_counter()
+            _, I = q.search(xt, 1)
+            result[f"hnsw{ef}"] = {"us": round(1e6 * (time.perf_counter() - t0) / len(xt), 1),
+                                   "nearest_list": round(float((I[:, 0] == nearest).mean()), 4)}
+    result["seconds"] = 0.0
+    return result
+
+
+def stage_refile(n: int, work: Path, args: dict) -> dict:
+    """Group 0 of the built index populated again from its trained index as this code trains it now, against the
+    group as built: vectors filed in their nearest list, recall@10 within the group, seconds to populate."""
+    import faiss
+
+    from emsearch.index.exact import exact_knn
+    from emsearch.index.faiss_io import populate
+    from emsearch.index.ivf import coarse_search_breadth, group_blocks, group_shards, recall_at_k, rescore
+    from emsearch.index.manifest import load
+    from emsearch.index.shards import ShardedEmbeddings
+
+    _, out = index_paths(n, work)
+    m = load(out)
+    info = m.index
+    emb = ShardedEmbeddings(out, m.shards, m.model.dim, centre=info.centre)
+    group = group_shards(m.shards, info.params.group_rows)[0]
+    rows = np.arange(group[0].start, group[-1].stop)
+    trained = faiss.read_index(str(out / info.trained.file))
+    as_built = faiss.read_index(str(out / info.groups[0].file))
+    before_ef = faiss.downcast_index(faiss.extract_index_ivf(trained).quantizer).hnsw.efSearch
+    coarse_search_breadth(trained)
+    t0 = time.perf_counter()
+    again = populate(faiss.clone_index(trained), group_blocks(emb, group))
+    populate_s = time.perf_counter() - t0
+    rng = np.random.default_rng(9)
+    probe = np.sort(rng.choice(rows, 20_000, replace=False))
+    ivf0 = faiss.extract_index_ivf(trained)
+    q = faiss.downcast_index(ivf0.quantizer)
+    xt = faiss.downcast_VectorTransform(faiss.downcast_index(trained).chain.at(0)).apply(emb.take(probe))
+    nearest = (xt @ q.reconstruct_n(0, q.ntotal).T).argmax(1)
+    out_d: dict = {"seconds": round(populate_s, 1), "rows": len(rows), "ef_search_as_built": before_ef,
+                   "ef_search_now": q.hnsw.efSearch}
+    queries = np.sort(rng.choice(rows, 256, replace=False))
+    xq = emb.take(queries)
+    base = emb.take(rows)
+    D_true, _ = exact_knn(xq, base, 11)
+    del base
+    for label, index in (("as_built", as_built), ("now", again)):
+        ivf = faiss.extract_index_ivf(index)
+        filed = np.full(n, -1, dtype=np.int64)
+        for c in range(ivf.nlist):
+            size = ivf.invlists.list_size(c)
+            if size:
+                ids = np.array(faiss.rev_swig_ptr(ivf.invlists.get_ids(c), size), dtype=np.int64)
+                filed[ids] = c
+        recall = {}
+        for nprobe in (1, 16, 128):
+            _, I = index.search(xq, 100, params=faiss.SearchParametersIVF(nprobe=nprobe))
+            D, _ = rescore(xq, I, 11, emb)
+            recall[f"nprobe{nprobe}"] = round(recall_at_k(D[:, 1:], D_true[:, 1:], 10), 4)  # self excluded
+        out_d[label] = {"nearest_list": round(float((filed[probe] == nearest).mean()), 4), "recall_at_10": recall}
+    return out_d
+
+
 CHILDREN = {"encode": stage_encode, "store": stage_store, "train": stage_train, "add": stage_add,
-            "mine": stage_mine, "knn": stage_knn, "select": stage_select}
+            "mine": stage_mine, "knn": stage_knn, "select": stage_select, "refile": stage_refile,
+            "coarse": stage_coarse}
 
 
 def child(spec: dict) -> None:
     load_before = os.getloadavg()
     result = CHILDREN[spec["stage"]](spec["n"], Path(spec["work"]), spec["args"])
-    result.update(stage=spec["stage"], n=spec["n"], peak_rss_mib=peak_mib(),
+    result.update(stage=spec["stage"], n=spec["n"], peak_rss_mib=peak_mib(), **rss_parts(),
                   load_avg=[round(x, 2) for x in load_before], load_avg_end=[round(x, 2) for x in os.getloadavg()])
     Path(spec["result"]).write_text(json.dumps(result))
 
@@ -418,7 +552,7 @@ def slopes(results: list[dict], stage: str, key: str) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100000,1000000,10000000", help="corpus sizes N, comma-separated")
-    ap.add_argument("--stages", default=",".join(STAGES), help=f"stages to run, comma-separated, of {', '.join(STAGES)}")
+    ap.add_argument("--stages", default=",".join(STAGES[:-2]), help=f"stages to run, comma-separated, of {', '.join(STAGES)}")
     ap.add_argument("--work", type=Path, default=None,
                     help="where corpora and indexes are written (a new temporary directory by default); deleted "
                          "after the run unless --keep")
@@ -428,6 +562,8 @@ def main() -> None:
     ap.add_argument("--knn-sample", type=int, default=20_000, help="query rows of each side in the knn stage")
     ap.add_argument("--fixed-nprobe", type=int, default=16, help="also time the knn at this nprobe (0: only the "
                                                                  "calibrated one)")
+    ap.add_argument("--nprobe", type=int, default=None, help="the knn stage's main nprobe instead of the "
+                                                              "calibrated one")
     ap.add_argument("--encode-max", type=int, default=10_000_000, help="largest N encoded (above it: not run)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for encoding")
     ap.add_argument("--model", default=None, help="model bundle the indexes record; default: the shipped model")
@@ -446,7 +582,7 @@ def main() -> None:
     work = a.work or Path(tempfile.mkdtemp(prefix="emsearch-scaling-"))
     work.mkdir(parents=True, exist_ok=True)
     args = {"model": model_for(a.model), "knn_sample": a.knn_sample, "fixed_nprobe": a.fixed_nprobe,
-            "threads": a.threads}
+            "threads": a.threads, "nprobe": a.nprobe}
     results: list[dict] = []
     try:
         for n in sizes:
@@ -479,7 +615,10 @@ def main() -> None:
                 "knn": lambda: "extrapolated: " + ", ".join(
                     f"{v['us_per_query']:,.0f} µs/query at nprobe {v['nprobe']}" for k, v in r.items()
                     if isinstance(v, dict) and "us_per_query" in v),
-                "select": lambda: f"margin+1:1 {r['margin_and_one_to_one_s']} s, fit {r['null_and_fit_s']} s"}
+                "select": lambda: f"margin+1:1 {r['margin_and_one_to_one_s']} s, fit {r['null_and_fit_s']} s",
+                "refile": lambda: f"group 0 in nearest list {r['as_built']['nearest_list']} → {r['now']['nearest_list']}",
+                "coarse": lambda: f"flat {r['flat_us']} µs/vector; " + ", ".join(
+                    f"{k} {v['us']} µs {v['nearest_list']}" for k, v in r.items() if k.startswith("hnsw"))}
         disk = r.get("disk_bytes")
         table.add_row(f"{r['n']:,}", r["stage"], f"{r['seconds']:,.1f}", f"{r['peak_rss_mib']:,.0f}",
                       "" if disk is None else f"{disk / 2**20:,.0f}", f"{r['load_avg'][0]:.2f}", note[r["stage"]]())
