@@ -7,13 +7,14 @@ one group's codes plus one 64k-row block; calibration streams the shards once; m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import faiss
 import numpy as np
 
 from emsearch.index.choice import IndexParams
 from emsearch.index.exact import exact_knn_sharded
+from emsearch.index.faiss_io import IVFGroups, coarse_assign, coarse_search_breadth
 from emsearch.index.shards import Shard, ShardedEmbeddings
 
 CALIBRATION_QUERIES = 256
@@ -35,6 +36,7 @@ def train_index(params: IndexParams, emb: ShardedEmbeddings, seed: int = 0) -> t
     if not index.is_trained:
         on_gpu = _cluster_on_gpu(index)
         index.train(emb.take(sample_rows(emb.ntotal, params.train_rows, seed)))
+    coarse_search_breadth(index)
     if faiss.try_extract_index_ivf(index) is None:
         index = faiss.IndexIDMap2(index)  # only IVF indexes store ids themselves
     return index, on_gpu
@@ -125,7 +127,7 @@ def _without_self(D: np.ndarray, I: np.ndarray, rows: np.ndarray, k: int) -> tup
 def search_faiss(indexes: Sequence[faiss.Index], xq: np.ndarray, k: int,
                  params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of xq over every FAISS index (groups hold disjoint rows): D, I (n, k), best first."""
-    return merge_results((index.search(xq, k, params=params) for index in indexes), len(xq), k)
+    return merge_results(group_results(indexes, xq, k, params), len(xq), k)
 
 
 def merge_results(results: Iterable[tuple[np.ndarray, np.ndarray]], n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,6 +138,25 @@ def merge_results(results: Iterable[tuple[np.ndarray, np.ndarray]], n: int, k: i
         heap.add_result(np.ascontiguousarray(D, dtype=np.float32), np.ascontiguousarray(I, dtype=np.int64))
     heap.finalize()
     return heap.D, heap.I
+
+
+def group_results(indexes: Sequence[faiss.Index], xq: np.ndarray, k: int,
+                  params: faiss.SearchParameters | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Each index's top-k (D, I) of xq, in order. The groups of one build (`IVFGroups`) share one coarse
+    assignment of the queries: each group then scans the lists it was given (`search_preassigned`)."""
+    if not (isinstance(indexes, IVFGroups) and (params is None or isinstance(params, faiss.SearchParametersIVF))):
+        for index in indexes:
+            yield index.search(xq, k, params=params)
+        return
+    nprobe = int(min(params.nprobe if params is not None else indexes.ivfs[0].nprobe, indexes.ivfs[0].nlist))
+    params = params if params is not None else faiss.SearchParametersIVF(nprobe=nprobe)
+    xt, Dq, Iq = coarse_assign(indexes, np.ascontiguousarray(xq, dtype=np.float32), nprobe)
+    for ivf in indexes.ivfs:
+        D = np.empty((len(xt), k), dtype=np.float32)
+        I = np.empty((len(xt), k), dtype=np.int64)
+        ivf.search_preassigned_c(len(xt), faiss.swig_ptr(xt), k, faiss.swig_ptr(Iq), faiss.swig_ptr(Dq),
+                                 faiss.swig_ptr(D), faiss.swig_ptr(I), False, params)
+        yield D, I
 
 
 def rescore(xq: np.ndarray, I: np.ndarray, k: int, emb: ShardedEmbeddings) -> tuple[np.ndarray, np.ndarray]:

@@ -100,17 +100,55 @@ def sort_pairs(src: np.ndarray, tgt: np.ndarray, score: np.ndarray, threshold: f
     return MinedPairs(src[order].astype(np.int64), tgt[order].astype(np.int64), score[order].astype(np.float32))
 
 
+ROUNDS_UNTIL = 0.01  # rounds go on while each keeps at least this share of the pairs left; then the walk
+WALK_SLICE = 1 << 20  # pairs walked in Python at a time
+
+
 def unique_greedy(pairs: MinedPairs) -> MinedPairs:
-    """Walk pairs best first, keeping a pair only if neither its source nor its target is already used."""
-    used_src: set[int] = set()
-    used_tgt: set[int] = set()
-    keep = np.zeros(len(pairs), dtype=bool)
-    for i, (s, t) in enumerate(zip(pairs.src.tolist(), pairs.tgt.tolist())):
-        if s not in used_src and t not in used_tgt:
-            used_src.add(s)
-            used_tgt.add(t)
-            keep[i] = True
-    return MinedPairs(pairs.src[keep], pairs.tgt[keep], pairs.score[keep])
+    """Walk pairs best first, keeping a pair only if neither its source nor its target is already used.
+
+    Done in rounds of array operations rather than a Python step per pair: a pair that comes first, among the
+    pairs left, both for its source and for its target is one the walk keeps (every earlier pair left shares
+    neither side, and every earlier pair dropped shares one with an earlier kept pair), so each round keeps all
+    such pairs and drops those that share a side with them. Long chains of conflicts would need many rounds:
+    once a round keeps under ROUNDS_UNTIL of what is left, the rest is walked in Python, a slice at a time.
+    Memory: a few arrays of len(pairs) and one flag per source and target row (no Python object per pair).
+    """
+    n = len(pairs)
+    if n == 0:
+        return pairs
+    src, tgt = pairs.src, pairs.tgt
+    keep = np.zeros(n, dtype=bool)
+    used_src = np.zeros(int(src.max()) + 1, dtype=bool)
+    used_tgt = np.zeros(int(tgt.max()) + 1, dtype=bool)
+    first_src = np.empty(len(used_src), dtype=np.int64)
+    first_tgt = np.empty(len(used_tgt), dtype=np.int64)
+    left = np.arange(n, dtype=np.int64)  # positions of the pairs left, best first
+    while len(left):
+        s, t = src[left], tgt[left]
+        won = left[_first_of_value(s, first_src) & _first_of_value(t, first_tgt)]
+        keep[won] = True
+        used_src[src[won]] = True
+        used_tgt[tgt[won]] = True
+        before = len(left)
+        left = left[~(used_src[s] | used_tgt[t])]
+        if len(won) < ROUNDS_UNTIL * before:
+            break
+    for lo in range(0, len(left), WALK_SLICE):
+        part = left[lo : lo + WALK_SLICE]
+        for i, a, b in zip(part.tolist(), src[part].tolist(), tgt[part].tolist()):
+            if not (used_src[a] or used_tgt[b]):
+                used_src[a] = used_tgt[b] = True
+                keep[i] = True
+    return MinedPairs(src[keep], tgt[keep], pairs.score[keep])
+
+
+def _first_of_value(values: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Whether each position of `values` is the first holding its value; `first` is scratch of size max + 1."""
+    positions = np.arange(len(values), dtype=np.int64)
+    first[values] = len(values)
+    np.minimum.at(first, values, positions)
+    return first[values] == positions
 
 
 def mine(D_xy: np.ndarray, I_xy: np.ndarray, D_yx: np.ndarray, I_yx: np.ndarray, *, margin: str = "ratio",

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from emsearch.index.exact import exact_knn, exact_knn_sharded
-from emsearch.index.faiss_io import populate
-from emsearch.index.ivf import calibrate, group_blocks, group_shards, recall_at_k, rescore, sample_rows, train_index
+from emsearch.index.faiss_io import COARSE_EF_SEARCH, IVFGroups, populate, shared_coarse
+import emsearch.index.ivf as ivf_module
+from emsearch.index.ivf import (calibrate, group_blocks, group_shards, recall_at_k, rescore, sample_rows, search_faiss,
+                                train_index)
 from emsearch.index.choice import IndexParams
 from emsearch.index.shards import ShardedEmbeddings, write_shard
 
@@ -95,6 +97,58 @@ def test_trained_groups_return_global_rows(emb, factory):
     sel = faiss.IDSelectorBitmap(emb.ntotal, faiss.swig_ptr(bitmap))
     _, Ie = groups[0].search(xq, 10, params=faiss.SearchParametersIVF(nprobe=32, sel=sel))
     assert (Ie % 2 == 0).all()
+
+
+@pytest.mark.parametrize("factory", ["IVF32,PQ4", "RR32,IVF32_HNSW8,PQ4"])
+def test_groups_of_one_build_share_one_coarse_assignment(emb, factory, monkeypatch):
+    """Searching G groups assigns each query to its lists once, not G times, and finds what searching each
+    group whole finds: the same rows and scores, with a selector and at any nprobe."""
+    trained, _ = train_index(params(factory, 32, train_rows=4000), emb)
+    groups = [populate(faiss.clone_index(trained), group_blocks(emb, g)) for g in group_shards(emb.shards, 5000)]
+    assert len(groups) == 3
+    shared = shared_coarse(groups)
+    assert isinstance(shared, IVFGroups) and list(shared) == groups
+    calls = []
+    assign = ivf_module.coarse_assign
+    monkeypatch.setattr(ivf_module, "coarse_assign", lambda *a: calls.append(1) or assign(*a))
+    xq = clustered(50, 4)
+    bitmap = np.packbits(np.arange(emb.ntotal) % 3 != 0, bitorder="little")
+    sel = faiss.IDSelectorBitmap(emb.ntotal, faiss.swig_ptr(bitmap))
+    for nprobe, selector in ((1, None), (4, sel), (32, None)):
+        p = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector) if selector else \
+            faiss.SearchParametersIVF(nprobe=nprobe)
+        calls.clear()
+        D1, I1 = search_faiss(shared, xq, 20, p)
+        assert calls == [1]  # one coarse step for the three groups
+        D2, I2 = search_faiss(list(groups), xq, 20, p)  # a plain list: each group searched whole
+        np.testing.assert_array_equal(I1, I2)
+        np.testing.assert_allclose(D1, D2, rtol=1e-6)
+        if selector is not None:
+            assert (I1[I1 >= 0] % 3 != 0).all()
+    # groups trained apart (other centroids) are searched one by one
+    other, _ = train_index(params(factory, 32, train_rows=4000), emb, seed=1)
+    mixed = [groups[0], populate(faiss.clone_index(other), group_blocks(emb, [emb.shards[2]]))]
+    assert not isinstance(shared_coarse(mixed), IVFGroups)
+
+
+def test_an_hnsw_coarse_quantizer_files_vectors_as_broadly_as_queries_search(tmp_path):
+    """faiss's default breadth (16) filed 44% of 10M vectors in a list other than their nearest; the trained index
+    carries the search breadth into every group populated from it."""
+    x = clustered(12_000, 5, topics=400)
+    emb = ShardedEmbeddings(tmp_path, [write_shard(tmp_path, 0, 0, x)], D)
+    trained, _ = train_index(params("IVF256_HNSW8,PQ4", 256, train_rows=12_000), emb)
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(trained).quantizer)
+    assert quantizer.hnsw.efSearch >= COARSE_EF_SEARCH
+    group = populate(faiss.clone_index(trained), group_blocks(emb, emb.shards))
+    ivf = faiss.extract_index_ivf(group)
+    assert faiss.downcast_index(ivf.quantizer).hnsw.efSearch >= COARSE_EF_SEARCH
+    lists = np.empty(emb.ntotal, dtype=np.int64)
+    for c in range(ivf.nlist):
+        ids = faiss.rev_swig_ptr(ivf.invlists.get_ids(c), ivf.invlists.list_size(c))
+        lists[np.array(ids, dtype=np.int64)] = c
+    centroids = quantizer.reconstruct_n(0, quantizer.ntotal)
+    nearest = (emb.take(np.arange(emb.ntotal)) @ centroids.T).argmax(1)
+    assert (lists == nearest).mean() > 0.97
 
 
 def test_recall_counts_ties_as_found():

@@ -1,5 +1,5 @@
 """Margin mining on hand-written 3×3 cosine fixtures (one expected answer per mode and margin), and against a
-brute-force reference on random vectors."""
+brute-force reference on random vectors; the one-to-one selection against a walk in Python, and its memory."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from emsearch.index.exact import exact_knn
-from emsearch.search.margin import margin_scores, mine, neighbour_means
+import emsearch.search.margin as margin_module
+from emsearch.search.margin import MinedPairs, margin_scores, mine, neighbour_means, unique_greedy
 
 
 def knn_from_matrix(C: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,3 +142,53 @@ def test_bad_choices_are_value_errors():
         margin_scores(D, D[:, 0], D[:, 0], "cosine")
     with pytest.raises(ValueError, match="matching"):
         mine(D, I[:, :2], D, I)
+
+
+def walk(src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+    """Reference one-to-one selection: the walk, pair by pair."""
+    used_src, used_tgt, keep = set(), set(), np.zeros(len(src), dtype=bool)
+    for i, (s, t) in enumerate(zip(src.tolist(), tgt.tolist())):
+        if s not in used_src and t not in used_tgt:
+            used_src.add(s), used_tgt.add(t)
+            keep[i] = True
+    return keep
+
+
+@pytest.mark.parametrize("rounds_until", [0.0, margin_module.ROUNDS_UNTIL, 2.0])  # rounds only, default, walk only
+def test_one_to_one_selection_is_the_walk(rounds_until, monkeypatch):
+    monkeypatch.setattr(margin_module, "ROUNDS_UNTIL", rounds_until)
+    monkeypatch.setattr(margin_module, "WALK_SLICE", 7)
+    rng = np.random.default_rng(3)
+    cases = [(rng.integers(0, int(rng.integers(1, 40)), n), rng.integers(0, int(rng.integers(1, 40)), n))
+             for n in rng.integers(0, 300, 200)]
+    chain = np.arange(400)  # (0,0) (1,0) (1,1) (2,1) ...: every pair conflicts with the next, a round apiece
+    cases.append((chain // 2 + chain % 2, chain // 2))
+    for src, tgt in cases:
+        pairs = MinedPairs(src.astype(np.int64), tgt.astype(np.int64), np.zeros(len(src), dtype=np.float32))
+        got = unique_greedy(pairs)
+        keep = walk(src, tgt)
+        np.testing.assert_array_equal(got.src, src[keep])
+        np.testing.assert_array_equal(got.tgt, tgt[keep])
+
+
+def test_one_to_one_selection_holds_no_python_object_per_pair():
+    """2N pooled pairs of N sentences a side (most sides twice, as in mode max): the selection's memory stays a
+    few arrays, well under the sets and lists of a walk in Python (~130 bytes a pair)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    sigma = rng.permutation(n)
+    fwd = np.where(rng.random(n) < 0.9, sigma, rng.integers(0, n, n))
+    bwd = np.where(rng.random(n) < 0.9, np.argsort(sigma), rng.integers(0, n, n))
+    order = rng.permutation(2 * n)
+    pairs = MinedPairs(np.concatenate([np.arange(n), bwd])[order], np.concatenate([fwd, np.arange(n)])[order],
+                       np.zeros(2 * n, dtype=np.float32))
+    tracemalloc.start()
+    try:
+        got = unique_greedy(pairs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(got) >= 0.85 * n
+    assert peak / (2 * n) < 80, f"{peak / (2 * n):.0f} bytes per pair"
