@@ -5,8 +5,8 @@ The table (vectors are unit length, the metric is inner product = cosine):
 | N                      | index                              | why |
 |------------------------|------------------------------------|-----|
 | N < 100,000            | `Flat` (exact, IndexFlatIP)        | an exact scan of 100k×256 floats is ~3 ms per query and all-vs-all mining of 100k rows under a minute on 2 cores; nothing to train, no approximation |
-| 100,000 ≤ N, nlist < 2^14 | `OPQ{m},IVF{nlist},PQ{m}`       | faiss guidelines: IVF with nlist between 4·√N and 16·√N; PQ codes of m bytes; OPQ rotation balances the sub-spaces |
-| nlist ≥ 2^14 (N > 4.2M)| `OPQ{m},IVF{nlist}_HNSW32,PQ{m}`   | assigning a vector to one of ≥16k centroids by exhaustive scan dominates add and search time; an HNSW coarse quantizer makes it logarithmic (as in Meta's mining pipelines) |
+| 100,000 ≤ N, nlist < 2^16 | `OPQ{m},IVF{nlist},PQ{m}`       | faiss guidelines: IVF with nlist between 4·√N and 16·√N; PQ codes of m bytes; OPQ rotation balances the sub-spaces |
+| nlist ≥ 2^16 (N > 67M) | `OPQ{m},IVF{nlist}_HNSW32,PQ{m}`   | assigning a vector to one of ≥64k centroids by exhaustive scan dominates add and search time; an HNSW coarse quantizer makes it logarithmic (as in Meta's mining pipelines) |
 
 - nlist is the smallest power of two ≥ 4·√N, so inside [4·√N, 8·√N): the lower half of the faiss range, since
   k-means costs ∝ nlist² (its sample grows with nlist) and dominates a CPU build, while scanning a few more
@@ -38,7 +38,9 @@ import faiss
 from emsearch.errors import EmsearchError
 
 FLAT_MAX_ROWS = 100_000
-HNSW_MIN_NLIST = 1 << 14
+# An exact (flat) coarse scan of 16,384 centroids took 111 µs a vector on 2 cores, HNSW at the breadth that files
+# 94% of vectors in their nearest list 207 µs (benchmarks/README.md, "Scaling"): exact up to 32,768 lists.
+HNSW_MIN_NLIST = 1 << 16
 GROUP_ROWS = 1 << 20  # rows per index file: ~40 MB of PQ32 codes and ids
 RERANK = 100  # candidates re-scored exactly against the fp16 vectors
 MIN_TRAIN = 65_536

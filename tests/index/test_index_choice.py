@@ -32,7 +32,7 @@ def test_ivfpq_follows_the_guidelines(n):
     assert p.nlist & (p.nlist - 1) == 0  # a power of two
     assert 39 * p.nlist <= p.train_rows <= n
     assert p.m == 32 and p.estimated_bytes <= 64 * GiB and p.rerank > 0  # 8-dim sub-vectors
-    coarse = f"IVF{p.nlist}_HNSW32" if p.nlist >= 1 << 14 else f"IVF{p.nlist}"
+    coarse = f"IVF{p.nlist}_HNSW32" if p.nlist >= 1 << 16 else f"IVF{p.nlist}"
     assert p.factory == f"OPQ32,{coarse},PQ32"
     index = faiss.index_factory(d, p.factory, faiss.METRIC_INNER_PRODUCT)  # a valid factory string
     assert faiss.extract_index_ivf(index).nlist == p.nlist
