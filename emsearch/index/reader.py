@@ -276,15 +276,8 @@ class Index:
             return None  # every language: no restriction
         # a small restriction is scanned exactly with BLAS (for a flat index, any restriction up to 8× as large:
         # the ID-selector path of IndexFlat scans without BLAS, and a flat index holds all vectors in memory anyway)
-        flat = self._params.kind == "flat"
-        restriction = _Restriction(rows)
-        if len(rows) <= EXACT_SUBSET_ROWS * (8 if flat else 1):
-            restriction.vectors = self._emb.take(rows)
-        if restriction.vectors is None or not flat:  # FAISS candidates of one group are restricted even where few
-            bits = np.zeros(self.ntotal, dtype=bool)
-            bits[rows] = True
-            restriction.bitmap = np.packbits(bits, bitorder="little")
-            restriction.selector = faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(restriction.bitmap))
+        small = len(rows) <= EXACT_SUBSET_ROWS * (8 if self._params.kind == "flat" else 1)
+        restriction = _Restriction(rows, self.ntotal, vectors=self._emb.take(rows) if small else None)
         self._restrictions[key] = restriction
         if len(self._restrictions) > RESTRICTIONS_KEPT:
             self._restrictions.popitem(last=False)
@@ -303,14 +296,23 @@ class Index:
         return p
 
 
-@dataclass
 class _Restriction:
-    """The rows of some languages, and how to search them: exactly over `vectors` when few, else by `selector`."""
+    """The rows of some languages, and how to search them: exactly over `vectors` when few, else through FAISS with
+    `selector` (made on first use: one group's FAISS candidates, `group_candidates`, are restricted even where few)."""
 
-    rows: np.ndarray
-    vectors: np.ndarray | None = None
-    bitmap: np.ndarray | None = None  # the selector reads it: it must live as long as the selector
-    selector: Any = None
+    def __init__(self, rows: np.ndarray, ntotal: int, vectors: np.ndarray | None = None):
+        self.rows, self.ntotal, self.vectors = rows, ntotal, vectors
+        self._bitmap = None  # the selector reads it: it must live as long as the selector
+        self._selector = None
+
+    @property
+    def selector(self) -> Any:
+        if self._selector is None:
+            bits = np.zeros(self.ntotal, dtype=bool)
+            bits[self.rows] = True
+            self._bitmap = np.packbits(bits, bitorder="little")
+            self._selector = faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(self._bitmap))
+        return self._selector
 
 
 def _finish(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
