@@ -39,16 +39,17 @@ def connect(address: str | None) -> None:
             raise EmsearchError(f"cannot reach the Ray cluster at {address}: {e}") from None
 
 
-def in_order(submit: Callable, items: Iterable, in_flight: int) -> Iterator:
-    """`ray.get(submit(item))` for each item, in order, with at most `in_flight` submitted and not yet taken."""
-    ray = require_ray()
+def in_order(submit: Callable, items: Iterable, in_flight: int, take: Callable | None = None) -> Iterator:
+    """`take(submit(item))` (by default `ray.get`) for each item, in order, with at most `in_flight` submitted and
+    not yet taken."""
+    take = take or require_ray().get
     pending: deque = deque()
     for item in items:
         pending.append(submit(item))
         if len(pending) >= in_flight:
-            yield ray.get(pending.popleft())
+            yield take(pending.popleft())
     while pending:
-        yield ray.get(pending.popleft())
+        yield take(pending.popleft())
 
 
 def cluster_workers() -> int:

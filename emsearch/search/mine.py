@@ -80,16 +80,16 @@ def bundle_threshold(cfg: MineConfig, *indexes) -> float | None:
     if cfg.threshold not in (AUTO, MODEL):
         return None
     bundle = indexes[0].encoder.mining_threshold(cfg.src, cfg.tgt)
+    uncentred = next((index for index in indexes if index.centring != "corpus"), None)
     problem = None
     if bundle is None:
         problem = "the model bundle holds no mining threshold"
     elif cfg.margin != "ratio":
         problem = f"the model's mining threshold is set for the ratio margin, not {cfg.margin}"
-    for index in indexes:
-        if problem is None and index.centring != "corpus":
-            problem = (f"{index.path} compares {_COMPARED[index.centring]}, but the model's mining threshold is set "
-                       "on vectors centred on their corpus mean (rebuild with emsearch build-index --centre corpus: "
-                       "its embeddings are reused)")
+    elif uncentred is not None:
+        problem = (f"{uncentred.path} compares {_COMPARED[uncentred.centring]}, but the model's mining threshold is "
+                   "set on vectors centred on their corpus mean (rebuild with emsearch build-index --centre corpus: "
+                   "its embeddings are reused)")
     if problem is not None and cfg.threshold == MODEL:
         raise EmsearchError(f"--threshold model: {problem}; give --threshold X or --threshold auto")
     return None if problem else bundle

@@ -16,7 +16,6 @@ Either way the output is the local run's, bit for bit where the hardware compute
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
@@ -113,20 +112,18 @@ class RaySearcher:
         ray = require_ray()
         query, query_rows, base, lang, base_rows = self.sides[direction]
         groups = self.groups[str(Path(base.path).resolve())]
-        pending: deque = deque()
 
-        def finish():
-            xq, refs = pending.popleft()
-            return knn_chunk(xq, base, lang, base_rows, self.cfg, candidates=(ray.get(r) for r in refs))
-
-        for n, (start, stop) in enumerate(bounds):
+        def submit(item: tuple[int, tuple[int, int]]):
+            n, (start, stop) = item
             xq = query.embeddings(query_rows[start:stop])
             ref = ray.put(xq)
-            pending.append((xq, [replicas[n % len(replicas)].candidates.remote(ref, lang) for replicas in groups]))
-            if len(pending) >= self.in_flight:
-                yield finish()
-        while pending:
-            yield finish()
+            return xq, [replicas[n % len(replicas)].candidates.remote(ref, lang) for replicas in groups]
+
+        def take(submitted):  # one group's candidates fetched at a time, in group order
+            xq, refs = submitted
+            return knn_chunk(xq, base, lang, base_rows, self.cfg, candidates=(ray.get(r) for r in refs))
+
+        yield from in_order(submit, enumerate(bounds), self.in_flight, take)
 
     def close(self) -> None:
         ray = require_ray()
